@@ -1,0 +1,3 @@
+from approval_server.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""The HTTP API under `/api`: list and read requests, post decisions, follow lifecycle events.
+
+Every route needs `Authorization: Bearer <APPROVAL_API_TOKEN>` (checked by the middleware in `security`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from approval_server.broker import Broker
+from approval_server.errors import BadRequest, NotFound
+from approval_server.models import Answer, Status
+
+API_CHANNEL = "api"
+MAX_LIMIT = 1000
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["allow", "deny"]
+    message: str | None = Field(default=None, max_length=2000)
+    updated_input: dict[str, Any] | None = None
+    actor: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _edit_only_with_allow(self) -> DecisionBody:
+        if self.updated_input is not None and self.decision != "allow":
+            raise ValueError("updated_input is only allowed with decision 'allow'")
+        return self
+
+
+def _broker(request: Request) -> Broker:
+    broker: Broker = request.app.state.broker
+    return broker
+
+
+async def list_requests(request: Request) -> JSONResponse:
+    status_text = request.query_params.get("status")
+    try:
+        status = Status(status_text) if status_text else None
+    except ValueError:
+        allowed = ", ".join(s.value for s in Status)
+        raise BadRequest(f"unknown status {status_text!r}; use one of: {allowed}") from None
+    limit_text = request.query_params.get("limit", "100")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    rows = await _broker(request).store.recent(status=status, limit=int(limit_text))
+    return JSONResponse({"requests": [row.to_json() for row in rows]})
+
+
+async def get_request(request: Request) -> JSONResponse:
+    broker = _broker(request)
+    request_id = request.path_params["request_id"]
+    row = await broker.store.get(request_id)
+    if row is None:
+        raise NotFound(f"no request {request_id}")
+    return JSONResponse(row.to_json() | {"answers": await broker.store.answers_for(request_id)})
+
+
+async def post_decision(request: Request) -> JSONResponse:
+    try:
+        payload = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("the body must be a JSON object") from None
+    try:
+        body = DecisionBody.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise BadRequest(problems) from None
+    answer = Answer(
+        status=Status.ALLOWED if body.decision == "allow" else Status.DENIED,
+        actor=body.actor or "api client",
+        channel=API_CHANNEL,
+        message=body.message,
+        updated_input=body.updated_input,
+    )
+    row = await _broker(request).decide(request.path_params["request_id"], answer)
+    return JSONResponse(row.to_json())
+
+
+async def events(request: Request) -> EventSourceResponse:
+    hub = _broker(request).events
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        async with hub.subscribe() as subscription:
+            yield ServerSentEvent(comment="subscribed")
+            async for event in subscription:
+                yield ServerSentEvent(event=event.kind, data=json.dumps(event.data))
+
+    return EventSourceResponse(stream(), ping=15)
+
+
+routes: list[BaseRoute] = [
+    Route("/requests", list_requests, methods=["GET"]),
+    Route("/requests/{request_id}", get_request, methods=["GET"]),
+    Route("/requests/{request_id}/decision", post_decision, methods=["POST"]),
+    Route("/events", events, methods=["GET"]),
+]

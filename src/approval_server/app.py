@@ -1,0 +1,75 @@
+"""The ASGI application: one route table for every URL the server answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastmcp.utilities.lifespan import combine_lifespans
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from approval_server import __version__, api
+from approval_server.broker import Broker
+from approval_server.errors import HTTPError
+from approval_server.mcp_tool import build_mcp
+from approval_server.security import RequireBearer, Tokens
+
+logger = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    broker: Broker = request.app.state.broker
+    return JSONResponse({"status": "ok", "version": __version__, "pending": broker.pending_count})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPError):
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status_code)
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": "http_error", "detail": exc.detail}, status_code=exc.status_code)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "internal_error", "detail": "internal error; see the server log"}, status_code=500)
+
+
+def create_app(broker: Broker, tokens: Tokens, allowed_hosts: list[str]) -> Starlette:
+    mcp = build_mcp(broker)
+    mcp_auth = [Middleware(RequireBearer, token=tokens.mcp, realm="MCP")]
+    mcp_http = mcp.http_app(path="/mcp", middleware=mcp_auth)
+    mcp_sse = mcp.http_app(path="/sse", transport="sse", middleware=mcp_auth)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await broker.abandon_pending()
+        try:
+            yield
+        finally:
+            await broker.aclose()
+            broker.store.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Mount("/api", routes=api.routes, middleware=[Middleware(RequireBearer, token=tokens.api, realm="API")]),
+        Route("/mcp", mcp_http),
+        Route("/sse", mcp_sse),
+        Route("/messages/", mcp_sse),
+    ]
+    handlers: dict[Any, Any] = {HTTPError: _http_error, HTTPException: _http_error, Exception: _internal_error}
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)],
+        exception_handlers=handlers,
+        lifespan=combine_lifespans(lifespan, mcp_http.lifespan, mcp_sse.lifespan),
+    )
+    app.state.broker = broker
+    return app

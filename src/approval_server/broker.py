@@ -1,0 +1,160 @@
+"""The broker: every request goes in through `submit`, every answer through `decide`.
+
+`submit` records the request, asks the policy, tells every channel, then waits, event-driven, for the first
+of: a decision, the deadline, the caller going away. Every way out yields a `Decision`; anything unexpected
+is a deny. `decide` is the single door for answers from any channel: the store decides who wins, then the
+waiter wakes, subscribers hear of it and the other channels withdraw the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import anyio
+
+from approval_server.channels import Channel, Delivery
+from approval_server.decision import SERVER_ACTOR, Decision, describe_duration, internal_error
+from approval_server.errors import NotFound, RequestClosed
+from approval_server.events import Event, EventHub
+from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
+from approval_server.policy import Policy
+from approval_server.render import render_text
+from approval_server.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Broker:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        channels: Sequence[Channel],
+        events: EventHub,
+        timeout: float,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.channels = list(channels)
+        self.events = events
+        self.timeout = timeout
+        self._waiters: dict[str, asyncio.Future[ApprovalRequest]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._waiters)
+
+    async def submit(self, call: ToolCall) -> Decision:
+        """Ask for a decision on `call` and wait for it. Never raises, except to propagate cancellation."""
+        request = ApprovalRequest.open(call, render_text(call), _now(), self.timeout)
+        waiter: asyncio.Future[ApprovalRequest] = asyncio.get_running_loop().create_future()
+        self._waiters[request.id] = waiter
+        try:
+            return await self._submit(request, waiter)
+        except asyncio.CancelledError:
+            with anyio.CancelScope(shield=True):
+                await self._close_quietly(
+                    request.id, Answer(Status.CANCELLED, SERVER_ACTOR, "mcp", "the agent went away")
+                )
+            raise
+        except Exception:
+            logger.exception("internal error while handling request %s; denying it", request.id)
+            message = internal_error(request.id).message
+            await self._close_quietly(request.id, Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, message))
+            return internal_error(request.id)
+        finally:
+            del self._waiters[request.id]
+
+    async def _submit(self, request: ApprovalRequest, waiter: asyncio.Future[ApprovalRequest]) -> Decision:
+        await self.store.insert(request)
+        self.events.publish(Event("request.created", request.to_json()))
+
+        verdict = self.policy.evaluate(
+            ToolCall(request.tool_name, request.input, request.tool_use_id, request.extra, request.client)
+        )
+        if verdict.action != "ask":
+            status = Status.ALLOWED if verdict.action == "allow" else Status.DENIED
+            return await self._close(request.id, Answer(status, verdict.rule or "policy", "policy", verdict.reason))
+
+        deliveries = await asyncio.gather(*(self._notify(channel, request) for channel in self.channels))
+        if self.channels and not any(delivery.reached for delivery in deliveries):
+            why = "; ".join(f"{c.name}: {d.detail}" for c, d in zip(self.channels, deliveries, strict=True))
+            message = f"No approval channel could reach anyone ({why}), so the action was denied"
+            return await self._close(request.id, Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, message))
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                closed = await asyncio.shield(waiter)
+        except TimeoutError:
+            message = f"no answer within {describe_duration(self.timeout)}"
+            return await self._close(request.id, Answer(Status.EXPIRED, SERVER_ACTOR, "timeout", message))
+        return Decision.for_request(closed)
+
+    async def _notify(self, channel: Channel, request: ApprovalRequest) -> Delivery:
+        try:
+            return await channel.notify(request)
+        except Exception as exc:
+            logger.exception("channel %s failed to notify request %s", channel.name, request.id)
+            return Delivery(reached=False, detail=f"error: {exc.__class__.__name__}")
+
+    async def _close(self, request_id: str, answer: Answer) -> Decision:
+        """Close a request on the server's own account; if an answer won the race, that answer stands."""
+        applied, row = await self.store.resolve(request_id, answer, _now())
+        if row is None:
+            raise NotFound(f"no request {request_id}")
+        if applied:
+            self._after_close(row)
+        return Decision.for_request(row)
+
+    async def _close_quietly(self, request_id: str, answer: Answer) -> None:
+        try:
+            await self._close(request_id, answer)
+        except Exception:
+            logger.exception("could not record request %s as %s", request_id, answer.status.value)
+
+    async def decide(self, request_id: str, answer: Answer) -> ApprovalRequest:
+        """Apply an answer from a human or channel. Raises `NotFound` or `RequestClosed` (recorded as too late)."""
+        applied, row = await self.store.resolve(request_id, answer, _now())
+        if row is None:
+            raise NotFound(f"no request {request_id}")
+        if not applied:
+            raise RequestClosed(f"request {request_id} is already {row.status.value}; this answer changed nothing")
+        self._after_close(row)
+        return row
+
+    async def abandon_pending(self) -> list[str]:
+        """At start-up: requests still pending belong to a process that died; their caller is gone."""
+        ids = await self.store.abandon_pending(_now(), SERVER_ACTOR)
+        if ids:
+            logger.warning("marked %d request(s) left pending by a previous run as abandoned", len(ids))
+        return ids
+
+    def _after_close(self, row: ApprovalRequest) -> None:
+        waiter = self._waiters.get(row.id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(row)
+        self.events.publish(Event("request.closed", row.to_json()))
+        for channel in self.channels:
+            task = asyncio.create_task(self._withdraw(channel, row))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _withdraw(self, channel: Channel, row: ApprovalRequest) -> None:
+        try:
+            await channel.withdraw(row)
+        except Exception:
+            logger.exception("channel %s failed to withdraw request %s", channel.name, row.id)
+
+    async def aclose(self) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
+        for channel in self.channels:
+            await channel.aclose()

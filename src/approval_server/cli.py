@@ -1,0 +1,183 @@
+"""The `approval-server` command: a thin layer that parses, calls the same code the server uses, and prints."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from approval_server import __version__
+from approval_server.client import ApiClient
+from approval_server.config import Settings, load_settings
+from approval_server.errors import ApprovalServerError, ConfigError
+from approval_server.models import Status
+from approval_server.security import load_tokens
+
+app = typer.Typer(
+    help="Approve or deny, from your phone or a terminal, each sensitive action an AI coding agent wants to take.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EnvFile = Annotated[Path, typer.Option("--env-file", help="The .env file to read settings from.")]
+ENV_DEFAULT = Path(".env")
+
+
+def _settings(env_file: Path, **overrides: Any) -> Settings:
+    return load_settings(env_file if env_file.exists() else None, **overrides)
+
+
+def _api(settings: Settings) -> ApiClient:
+    tokens, _ = load_tokens(settings)
+    return ApiClient(settings.local_url, tokens.api)
+
+
+def _actor() -> str:
+    try:
+        return f"{getpass.getuser()} (CLI)"
+    except (KeyError, OSError):
+        return "CLI user"
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (SERVER_HOST; default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (SERVER_PORT; default 8000).")] = None,
+    env_file: EnvFile = ENV_DEFAULT,
+) -> None:
+    """Run the server: MCP at /mcp, the HTTP API at /api."""
+    from approval_server.server import serve as run_server
+
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["server_host"] = host
+    if port is not None:
+        overrides["server_port"] = port
+    run_server(_settings(env_file, **overrides))
+
+
+@app.command("requests")
+def list_requests(
+    status: Annotated[Status | None, typer.Option(help="Only requests with this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    env_file: EnvFile = ENV_DEFAULT,
+) -> None:
+    """List requests, newest first."""
+    with _api(_settings(env_file)) as api:
+        rows = api.list_requests(status.value if status else None, limit)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("No requests" + (f" with status {status.value}." if status else "."))
+        return
+    for row in rows:
+        first_line = row["rendered"].splitlines()[1] if "\n" in row["rendered"] else row["rendered"]
+        typer.echo(f"{row['id']}  {row['status']:<9}  {row['created_at'][:19]}  {row['tool_name']:<10}  {first_line}")
+
+
+@app.command()
+def show(request_id: str, env_file: EnvFile = ENV_DEFAULT) -> None:
+    """Show one request in full, with every answer it received."""
+    with _api(_settings(env_file)) as api:
+        row = api.get_request(request_id)
+    typer.echo(f"Request {row['id']}: {row['status']}")
+    typer.echo(row["rendered"])
+    typer.echo(f"Created {row['created_at']}, expires {row['expires_at']}")
+    if row["decided_by"]:
+        typer.echo(
+            f"Decided {row['decided_at']} by {row['decided_by']} via {row['decided_via']}: {row['reason'] or ''}"
+        )
+    if row["updated_input"] is not None:
+        typer.echo("Edited input: " + json.dumps(row["updated_input"], ensure_ascii=False))
+    for answer in row["answers"]:
+        by = f"{answer['actor']} via {answer['channel']}"
+        typer.echo(f"  answer {answer['at']}: {answer['status']} by {by} ({answer['outcome']})")
+
+
+@app.command()
+def approve(
+    request_id: str,
+    message: Annotated[str | None, typer.Option(help="A note kept in the audit trail.")] = None,
+    edited_input: Annotated[
+        str | None, typer.Option("--input", help="Run this JSON object instead of the requested input.")
+    ] = None,
+    env_file: EnvFile = ENV_DEFAULT,
+) -> None:
+    """Approve a pending request (optionally with an edited input)."""
+    body: dict[str, Any] = {"decision": "allow", "message": message, "actor": _actor()}
+    if edited_input is not None:
+        try:
+            body["updated_input"] = json.loads(edited_input)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--input must be a JSON object: {exc}") from None
+    with _api(_settings(env_file)) as api:
+        row = api.decide(request_id, body)
+    typer.echo(f"Request {row['id']} allowed.")
+
+
+@app.command()
+def deny(
+    request_id: str,
+    message: Annotated[str, typer.Option(help="Why: the agent reads this.")] = "Denied from the command line.",
+    env_file: EnvFile = ENV_DEFAULT,
+) -> None:
+    """Deny a pending request; the agent receives your message."""
+    with _api(_settings(env_file)) as api:
+        row = api.decide(request_id, {"decision": "deny", "message": message, "actor": _actor()})
+    typer.echo(f"Request {row['id']} denied.")
+
+
+@app.command("mcp-config")
+def mcp_config(env_file: EnvFile = ENV_DEFAULT) -> None:
+    """Print a ready-to-use mcp-servers.json for Claude Code (holds the MCP token: keep it private)."""
+    from approval_server.mcp_tool import SERVER_NAME
+
+    settings = _settings(env_file)
+    tokens, _ = load_tokens(settings)
+    timeout_ms = int((settings.approval_timeout_seconds + 30) * 1000)
+    config = {
+        "mcpServers": {
+            SERVER_NAME: {
+                "type": "http",
+                "url": f"{settings.local_url}/mcp",
+                "headers": {"Authorization": f"Bearer {tokens.mcp}"},
+                "timeout": timeout_ms,
+            }
+        }
+    }
+    typer.echo(json.dumps(config, indent=2))
+
+
+@app.command()
+def doctor(env_file: EnvFile = ENV_DEFAULT) -> None:
+    """Check the configuration and the running server, and say what is missing."""
+    from approval_server.doctor import run_checks
+
+    problems = run_checks(env_file, typer.echo)
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
+
+    typer.echo(f"approval-server {__version__} (MCP tool: mcp__{SERVER_NAME}__{TOOL_NAME})")
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        print(f"approval-server: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ApprovalServerError as exc:
+        print(f"approval-server: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,59 @@
+"""A small client of the running server's HTTP API, used by the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from approval_server.errors import ApprovalServerError
+
+
+class ServerUnreachable(ApprovalServerError):
+    """The server is not running where the settings say, or answered with an error."""
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str, timeout: float = 10.0) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout, trust_env=False
+        )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServerUnreachable(
+                f"Cannot reach approval-server at {self._http.base_url} ({exc.__class__.__name__}). "
+                "Is it running (approval-server serve), on this SERVER_PORT?"
+            ) from None
+        if response.is_success:
+            return response.json()
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise ServerUnreachable(f"The server answered {response.status_code}: {detail}")
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/healthz")
+        return result
+
+    def list_requests(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit} | ({"status": status} if status else {})
+        result: list[dict[str, Any]] = self._call("GET", "/api/requests", params=params)["requests"]
+        return result
+
+    def get_request(self, request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/requests/{request_id}")
+        return result
+
+    def decide(self, request_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/api/requests/{request_id}/decision", json=body)
+        return result

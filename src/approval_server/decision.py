@@ -1,0 +1,79 @@
+"""The answer Claude Code receives, derived from a closed request: one place for every deny message."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from approval_server.models import ApprovalRequest, JSONObject, Status
+
+SERVER_ACTOR = "approval-server"
+
+
+def describe_duration(seconds: float) -> str:
+    """`300` → `5 minutes`, `90` → `1 minute 30 seconds`, `2.5` → `2.5 seconds`."""
+    if seconds < 60:
+        return f"{seconds:g} second" + ("" if seconds == 1 else "s")
+    minutes, rest = divmod(round(seconds), 60)
+    text = f"{minutes} minute" + ("" if minutes == 1 else "s")
+    if rest:
+        text += f" {rest} second" + ("" if rest == 1 else "s")
+    return text
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Claude Code's permission result: allow with the exact input to run, or deny with a message."""
+
+    behavior: Literal["allow", "deny"]
+    updated_input: JSONObject | None = None
+    message: str | None = None
+
+    def to_json_text(self) -> str:
+        if self.behavior == "allow":
+            return json.dumps({"behavior": "allow", "updatedInput": self.updated_input}, ensure_ascii=False)
+        return json.dumps({"behavior": "deny", "message": self.message}, ensure_ascii=False)
+
+    @classmethod
+    def deny(cls, message: str) -> Decision:
+        return cls(behavior="deny", message=message)
+
+    @classmethod
+    def for_request(cls, request: ApprovalRequest) -> Decision:
+        """The decision a closed request stands for; a request still pending is never an allow."""
+        if request.status is Status.ALLOWED:
+            return cls(behavior="allow", updated_input=request.effective_input)
+        return cls.deny(deny_message(request))
+
+
+def deny_message(request: ApprovalRequest) -> str:
+    """Tell the agent what happened and what to do next."""
+    ref = f"approval request {request.id}"
+    if request.status is Status.EXPIRED:
+        waited = describe_duration((request.expires_at - request.created_at).total_seconds())
+        return (
+            f"No answer within {waited} ({ref} expired), so it was denied for safety. Nobody approved this action: "
+            "do not retry it unattended; tell the user it needs their approval."
+        )
+    if request.status is Status.DENIED and request.decided_via == "policy":
+        return f"Denied by policy rule {request.decided_by}: {request.reason or 'no reason given'} ({ref})."
+    if request.status is Status.DENIED and request.decided_by == SERVER_ACTOR:
+        return f"{request.reason or 'Denied for safety'} ({ref})."
+    if request.status is Status.DENIED:
+        said = f": {request.reason}" if request.reason else " (no reason given)"
+        return (
+            f"Denied by {request.decided_by} via {request.decided_via}{said} ({ref}). "
+            "Do not retry this action unchanged; if it is needed, ask the user how to proceed."
+        )
+    if request.status in (Status.CANCELLED, Status.ABANDONED):
+        return f"The {ref} was {request.status.value} before anyone decided, so it was denied for safety."
+    return f"The {ref} has not been decided, so it is denied for safety."
+
+
+def internal_error(request_id: str | None) -> Decision:
+    ref = f" (approval request {request_id})" if request_id else ""
+    return Decision.deny(
+        f"approval-server had an internal error{ref}, so the action was denied for safety. "
+        "Nobody approved it; tell the user and do not retry it unattended."
+    )

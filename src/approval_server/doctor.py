@@ -1,0 +1,89 @@
+"""`approval-server doctor`: check the configuration and the running server, in plain words."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from approval_server.config import Settings, load_settings
+from approval_server.errors import ApprovalServerError, ConfigError
+from approval_server.security import load_tokens
+from approval_server.store import Store
+
+
+def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
+    """Print one line per check; return the number of problems found."""
+    problems = 0
+
+    def ok(text: str) -> None:
+        echo(f"  ok    {text}")
+
+    def problem(text: str) -> None:
+        nonlocal problems
+        problems += 1
+        echo(f"  FIX   {text}")
+
+    def note(text: str) -> None:
+        echo(f"  note  {text}")
+
+    if env_file.exists():
+        ok(f"settings file {env_file} found")
+    else:
+        note(f"no {env_file}: using the environment and defaults (copy .env.example to .env to change them)")
+    try:
+        settings: Settings = load_settings(env_file if env_file.exists() else None)
+    except ConfigError as exc:
+        problem(str(exc))
+        return problems
+    expiry = settings.approval_timeout_seconds
+    ok(f"settings are valid (port {settings.server_port}, requests expire after {expiry:g} s)")
+
+    try:
+        tokens, created = load_tokens(settings)
+    except ConfigError as exc:
+        problem(str(exc))
+        return problems
+    for name in ("api-token", "mcp-token"):
+        path = settings.approval_data_dir / name
+        if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o077:
+            problem(f"{path} can be read by other users: run  chmod 600 {path}")
+    ok(f"tokens ready in {settings.approval_data_dir}" + (" (created now)" if created else ""))
+
+    try:
+        store = Store(settings.database_url)
+        store.migrate()
+        store.close()
+        ok(f"database ready: {store.describe()}")
+    except ApprovalServerError as exc:
+        problem(f"database: {exc}")
+
+    base = settings.local_url
+    try:
+        with httpx.Client(timeout=3, trust_env=False) as http:
+            health = http.get(f"{base}/healthz")
+            mcp = http.get(f"{base}/mcp", headers={"Authorization": f"Bearer {tokens.mcp}"})
+        if health.status_code == 200:
+            ok(f"server is running at {base} ({health.json().get('pending', 0)} request(s) waiting)")
+            if mcp.status_code == 401:
+                problem("the server refuses this MCP token: it was started with another APPROVAL_MCP_TOKEN or data dir")
+            else:
+                ok("the server accepts the MCP token (approval-server mcp-config prints Claude Code's config)")
+        else:
+            problem(
+                f"{base}/healthz answered {health.status_code}: is another program using port {settings.server_port}?"
+            )
+    except httpx.HTTPError:
+        problem(f"no server answers at {base}: start it with  approval-server serve")
+
+    if settings.public_url is None:
+        note("PUBLIC_URL is not set: fine for local use; webhooks from the internet (WhatsApp) need it")
+    if settings.server_host not in ("127.0.0.1", "localhost", "::1"):
+        note(f"the server binds {settings.server_host}: other machines can reach it (tokens still required)")
+    if shutil.which("claude") is None:
+        note("the claude CLI is not on PATH (npm install -g @anthropic-ai/claude-code)")
+    echo("All checks passed." if not problems else f"{problems} problem(s) to fix.")
+    return problems

@@ -1,0 +1,61 @@
+"""The project's exceptions, in one place.
+
+ApprovalServerError
+ ├── ConfigError          bad settings or .env: a readable message, exit code 2
+ ├── StoreError           the database failed (mapped from SQLAlchemy at the store boundary)
+ ├── ChannelError         a channel could not deliver (mapped from each provider's own errors)
+ └── HTTPError            an answer to an HTTP client, carrying its status
+      ├── BadRequest      400: malformed JSON or fields
+      ├── Unauthorized    401: missing or wrong bearer token
+      ├── NotFound        404: no such request
+      └── RequestClosed   409: the request has left `pending` already
+"""
+
+from __future__ import annotations
+
+
+class ApprovalServerError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(ApprovalServerError):
+    """The configuration cannot be used; the message says what to fix."""
+
+
+class StoreError(ApprovalServerError):
+    """The database could not complete an operation."""
+
+
+class ChannelError(ApprovalServerError):
+    """A channel could not deliver a message."""
+
+
+class HTTPError(ApprovalServerError):
+    """An error answered to an HTTP client as JSON `{"error": code, "detail": message}`."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(HTTPError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthorized(HTTPError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(HTTPError):
+    status_code = 404
+    code = "not_found"
+
+
+class RequestClosed(HTTPError):
+    status_code = 409
+    code = "request_closed"

@@ -1,0 +1,123 @@
+"""The MCP entry point: the `permissions__approve` tool that Claude Code calls before a tool use.
+
+It is a `Tool` subclass rather than a decorated function for two reasons. Its input schema allows
+arguments it does not know (a newer Claude Code may send more; a FastMCP function tool would reject
+them, which would deny everything), and those are recorded. Its result is exactly one text block with
+no `structuredContent`, the only shape Claude Code accepts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+import anyio
+from fastmcp import Context, FastMCP
+from fastmcp.server.dependencies import get_context
+from fastmcp.tools import Tool, ToolResult
+from mcp.types import TextContent
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
+
+from approval_server.broker import Broker
+from approval_server.decision import Decision, internal_error
+from approval_server.models import ToolCall
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "approval-server"
+TOOL_NAME = "permissions__approve"
+# Claude Code aborts an HTTP tool call that sends nothing for 300 s; a progress notification resets that clock.
+PROGRESS_INTERVAL_SECONDS = 10.0
+
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tool_name": {"type": "string", "description": "The tool the agent wants to use."},
+        "input": {"type": "object", "description": "The tool's input, exactly as it would run."},
+        "tool_use_id": {"type": ["string", "null"], "description": "The agent's id for this tool use."},
+    },
+    "required": ["tool_name", "input"],
+    "additionalProperties": True,
+}
+
+
+class PermissionArguments(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    tool_name: str
+    input: dict[str, Any]
+    tool_use_id: str | None = None
+
+
+def _text_result(decision: Decision) -> ToolResult:
+    return ToolResult(content=[TextContent(type="text", text=decision.to_json_text())])
+
+
+def _client_name(context: Context) -> str | None:
+    meta = context.request_context.meta if context.request_context else None
+    info = (meta or {}).get("io.modelcontextprotocol/clientInfo")
+    if isinstance(info, dict) and isinstance(info.get("name"), str):
+        return f"{info['name']} {info.get('version', '')}".strip()
+    return None
+
+
+class PermissionTool(Tool):
+    """Ask a human to approve or deny a tool call; answers in Claude Code's permission-prompt protocol."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    broker: Annotated[SkipJsonSchema[Broker], Field(exclude=True)]
+
+    async def run(self, arguments: dict[str, Any]) -> ToolResult:
+        try:
+            parsed = PermissionArguments.model_validate(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            logger.warning("malformed permission request denied: %s", problems)
+            return _text_result(Decision.deny(f"Malformed permission request ({problems}), so it was denied."))
+        context = get_context()
+        call = ToolCall(
+            tool_name=parsed.tool_name,
+            input=parsed.input,
+            tool_use_id=parsed.tool_use_id,
+            extra=dict(parsed.model_extra or {}),
+            client=_client_name(context),
+        )
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_report_progress, context, self.broker.timeout)
+                decision = await self.broker.submit(call)
+                group.cancel_scope.cancel()
+        except Exception:
+            logger.exception("permission request failed (the agent may have gone away); denying")
+            decision = internal_error(None)
+        return _text_result(decision)
+
+
+async def _report_progress(context: Context, total: float) -> None:
+    """Keep Claude Code's idle timer from firing while a human has not answered yet."""
+    started = time.monotonic()
+    while True:
+        await anyio.sleep(PROGRESS_INTERVAL_SECONDS)
+        waited = time.monotonic() - started
+        await context.report_progress(
+            progress=round(waited), total=total, message=f"waiting for a human decision ({round(waited)} s)"
+        )
+
+
+def build_mcp(broker: Broker) -> FastMCP:
+    mcp = FastMCP(SERVER_NAME, mask_error_details=True)
+    mcp.add_tool(
+        PermissionTool(
+            name=TOOL_NAME,
+            description=(
+                "Ask a human to approve or deny a tool call. Answers with one text block holding "
+                '{"behavior":"allow","updatedInput":{…}} or {"behavior":"deny","message":"…"}.'
+            ),
+            parameters=INPUT_SCHEMA,
+            broker=broker,
+        )
+    )
+    return mcp

@@ -1,0 +1,108 @@
+"""The nouns of the domain: a tool call, the request that records it, an answer to it, and its status."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+JSONObject = dict[str, Any]
+
+# No 0/o, 1/l/i: an id is read on a phone and may be typed back in a text reply.
+_ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+
+
+def new_request_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What the agent asks permission for, exactly as it arrived."""
+
+    tool_name: str
+    input: JSONObject
+    tool_use_id: str | None = None
+    extra: JSONObject = field(default_factory=dict)
+    client: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer to a request, from a human, a policy rule or the server itself."""
+
+    status: Status
+    actor: str
+    channel: str
+    message: str | None = None
+    updated_input: JSONObject | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """One row of the audit trail."""
+
+    id: str
+    tool_name: str
+    input: JSONObject
+    tool_use_id: str | None
+    extra: JSONObject
+    client: str | None
+    rendered: str
+    created_at: datetime
+    expires_at: datetime
+    status: Status = Status.PENDING
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    decided_via: str | None = None
+    reason: str | None = None
+    updated_input: JSONObject | None = None
+
+    @classmethod
+    def open(cls, call: ToolCall, rendered: str, now: datetime, timeout: float) -> ApprovalRequest:
+        return cls(
+            id=new_request_id(),
+            tool_name=call.tool_name,
+            input=call.input,
+            tool_use_id=call.tool_use_id,
+            extra=call.extra,
+            client=call.client,
+            rendered=rendered,
+            created_at=now,
+            expires_at=now + timedelta(seconds=timeout),
+        )
+
+    @property
+    def effective_input(self) -> JSONObject:
+        """The input that runs if the request is allowed: the approver's edit, or the original."""
+        return self.updated_input if self.updated_input is not None else self.input
+
+    def to_json(self) -> JSONObject:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "tool_name": self.tool_name,
+            "input": self.input,
+            "updated_input": self.updated_input,
+            "tool_use_id": self.tool_use_id,
+            "extra": self.extra,
+            "client": self.client,
+            "rendered": self.rendered,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+            "decided_by": self.decided_by,
+            "decided_via": self.decided_via,
+            "reason": self.reason,
+        }

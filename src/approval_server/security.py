@@ -1,0 +1,89 @@
+"""Who may talk to the server: bearer tokens for `/api` and `/mcp`, generated on first start if not configured."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from approval_server.config import Settings
+from approval_server.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Tokens:
+    api: str
+    mcp: str
+
+
+def _token(configured: SecretStr | None, path: Path, created: list[Path]) -> str:
+    if configured is not None:
+        return configured.get_secret_value()
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its token
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(token + "\n")
+    created.append(path)
+    return token
+
+
+def load_tokens(settings: Settings) -> tuple[Tokens, list[Path]]:
+    """The API and MCP tokens, and the token files this call created (their tokens are new)."""
+    created: list[Path] = []
+    try:
+        settings.approval_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tokens = Tokens(
+            api=_token(settings.approval_api_token, settings.approval_data_dir / "api-token", created),
+            mcp=_token(settings.approval_mcp_token, settings.approval_data_dir / "mcp-token", created),
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read or create the token files in APPROVAL_DATA_DIR={settings.approval_data_dir}: "
+            f"{exc.strerror or exc}. Point APPROVAL_DATA_DIR at a writable folder."
+        ) from None
+    return tokens, created
+
+
+class RequireBearer:
+    """ASGI middleware: answer 401 unless the request carries `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: ASGIApp, token: str, realm: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+        self._realm = realm
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if secrets.compare_digest(given, self._expected):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {"error": "unauthorized", "detail": f"send 'Authorization: Bearer <token>' with the {self._realm} token"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", f'Bearer realm="{self._realm}"'.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

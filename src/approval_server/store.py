@@ -1,0 +1,199 @@
+"""The audit trail: a small set of named operations on the database, run off the event loop.
+
+SQLite (WAL) by default; the schema and every statement are portable to PostgreSQL. A request leaves
+`pending` exactly once: `resolve` updates the row `WHERE status = 'pending'` and checks that one row
+changed, so two answers racing, in one process or in several, can never both win.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from approval_server.errors import StoreError
+from approval_server.models import Answer, ApprovalRequest, Status
+from approval_server.tables import answers, requests
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+APPLIED = "applied"
+TOO_LATE = "too_late"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _row_to_request(row: sa.Row[Any]) -> ApprovalRequest:
+    return ApprovalRequest(
+        id=row.id,
+        tool_name=row.tool_name,
+        input=row.input,
+        tool_use_id=row.tool_use_id,
+        extra=row.extra,
+        client=row.client,
+        rendered=row.rendered,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        status=Status(row.status),
+        decided_at=row.decided_at,
+        decided_by=row.decided_by,
+        decided_via=row.decided_via,
+        reason=row.reason,
+        updated_input=row.updated_input,
+    )
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        url_obj = sa.make_url(url)
+        if url_obj.get_backend_name() == "sqlite" and url_obj.database not in (None, "", ":memory:"):
+            Path(url_obj.database).parent.mkdir(parents=True, exist_ok=True)
+        self._engine: Engine = sa.create_engine(url_obj, pool_pre_ping=True)
+        if url_obj.get_backend_name() == "sqlite":
+            sa.event.listen(self._engine, "connect", _sqlite_pragmas)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (blocking; called once at start-up)."""
+        config = Config()
+        config.set_main_option("script_location", "approval_server:migrations")
+        try:
+            with self._engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not prepare the database: {exc.__class__.__name__}: {exc}") from exc
+
+    def describe(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    async def _run(self, work: Callable[[Connection], T]) -> T:
+        def in_transaction() -> T:
+            with self._engine.begin() as connection:
+                return work(connection)
+
+        try:
+            return await anyio.to_thread.run_sync(in_transaction)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {exc.__class__.__name__}") from exc
+
+    async def insert(self, request: ApprovalRequest) -> None:
+        values = request.to_json() | {
+            "status": request.status.value,
+            "created_at": request.created_at,
+            "expires_at": request.expires_at,
+            "decided_at": request.decided_at,
+        }
+        await self._run(lambda c: c.execute(requests.insert().values(values)))
+
+    async def get(self, request_id: str) -> ApprovalRequest | None:
+        def work(c: Connection) -> ApprovalRequest | None:
+            row = c.execute(requests.select().where(requests.c.id == request_id)).first()
+            return _row_to_request(row) if row else None
+
+        return await self._run(work)
+
+    async def recent(self, status: Status | None = None, limit: int = 100) -> list[ApprovalRequest]:
+        query = requests.select().order_by(requests.c.created_at.desc(), requests.c.id).limit(limit)
+        if status is not None:
+            query = query.where(requests.c.status == status.value)
+        return await self._run(lambda c: [_row_to_request(row) for row in c.execute(query)])
+
+    async def answers_for(self, request_id: str) -> list[dict[str, Any]]:
+        query = answers.select().where(answers.c.request_id == request_id).order_by(answers.c.id)
+
+        def work(c: Connection) -> list[dict[str, Any]]:
+            return [
+                {
+                    "at": row.at.isoformat(),
+                    "status": row.status,
+                    "actor": row.actor,
+                    "channel": row.channel,
+                    "message": row.message,
+                    "updated_input": row.updated_input,
+                    "outcome": row.outcome,
+                }
+                for row in c.execute(query)
+            ]
+
+        return await self._run(work)
+
+    async def resolve(self, request_id: str, answer: Answer, at: datetime) -> tuple[bool, ApprovalRequest | None]:
+        """Apply `answer` if the request is still pending; record it either way.
+
+        Returns whether this answer won, and the row as it now stands (`None` for an unknown id).
+        """
+
+        def work(c: Connection) -> tuple[bool, ApprovalRequest | None]:
+            changed = c.execute(
+                requests.update()
+                .where(requests.c.id == request_id, requests.c.status == Status.PENDING.value)
+                .values(
+                    status=answer.status.value,
+                    decided_at=at,
+                    decided_by=answer.actor,
+                    decided_via=answer.channel,
+                    reason=answer.message,
+                    updated_input=answer.updated_input,
+                )
+            ).rowcount
+            row = c.execute(requests.select().where(requests.c.id == request_id)).first()
+            if row is None:
+                return False, None
+            c.execute(
+                answers.insert().values(
+                    request_id=request_id,
+                    at=at,
+                    status=answer.status.value,
+                    actor=answer.actor,
+                    channel=answer.channel,
+                    message=answer.message,
+                    updated_input=answer.updated_input,
+                    outcome=APPLIED if changed == 1 else TOO_LATE,
+                )
+            )
+            return changed == 1, _row_to_request(row)
+
+        return await self._run(work)
+
+    async def abandon_pending(self, at: datetime, actor: str) -> list[str]:
+        """Close every request left pending by a process that is gone; returns their ids."""
+
+        def work(c: Connection) -> list[str]:
+            return [
+                row.id
+                for row in c.execute(
+                    requests.update()
+                    .where(requests.c.status == Status.PENDING.value)
+                    .values(
+                        status=Status.ABANDONED.value,
+                        decided_at=at,
+                        decided_by=actor,
+                        decided_via="startup",
+                        reason="the server restarted while the request was waiting",
+                    )
+                    .returning(requests.c.id)
+                )
+            ]
+
+        return await self._run(work)

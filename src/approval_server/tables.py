@@ -1,0 +1,66 @@
+"""The database schema, written once for SQLite and PostgreSQL. Migrations under `migrations/` create it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timestamps stored as UTC and read back timezone-aware, on every backend."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("tool_name", sa.Text, nullable=False),
+    sa.Column("input", sa.JSON, nullable=False),
+    sa.Column("updated_input", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("tool_use_id", sa.Text, nullable=True),
+    sa.Column("extra", sa.JSON, nullable=False),
+    sa.Column("client", sa.Text, nullable=True),
+    sa.Column("rendered", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
+    sa.Column("decided_by", sa.Text, nullable=True),
+    sa.Column("decided_via", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Index("ix_requests_status", "status"),
+    sa.Index("ix_requests_created_at", "created_at"),
+)
+
+# Every answer given, the winning one and those that came too late.
+answers = sa.Table(
+    "answers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(16), sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("updated_input", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Index("ix_answers_request_id", "request_id"),
+)

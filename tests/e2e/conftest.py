@@ -1,0 +1,51 @@
+"""Fixtures for the end-to-end tests that drive the real `claude` CLI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from claude_cli import claude_available
+from fake_anthropic import FakeAnthropic, Script
+
+
+@pytest.fixture
+def require_claude() -> None:
+    """Skip (fail under CI) when ``npm ci`` has not been run in tests/e2e."""
+    if claude_available():
+        return
+    message = "claude CLI not installed: run `npm ci --prefix tests/e2e`"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path) -> Path:
+    """An empty working directory for the CLI (its cwd)."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """Where a run keeps HOME, stdout, stderr and the debug log."""
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[Callable[..., FakeAnthropic]]:
+    """Factory: ``fake_anthropic(script, final_text=...)`` starts a fake; all stop after."""
+    started: list[FakeAnthropic] = []
+
+    def make(script: Script = (), **kwargs: str) -> FakeAnthropic:
+        fake = FakeAnthropic(script, **kwargs).start()
+        started.append(fake)
+        return fake
+
+    yield make
+    for fake in started:
+        fake.stop()
