@@ -15,6 +15,7 @@ from approval_server.client import ApiClient
 from approval_server.config import Settings, load_settings
 from approval_server.errors import ApprovalServerError, ConfigError
 from approval_server.models import Status
+from approval_server.render import visible
 from approval_server.security import load_tokens
 
 app = typer.Typer(
@@ -78,8 +79,9 @@ def list_requests(
         typer.echo("No requests" + (f" with status {status.value}." if status else "."))
         return
     for row in rows:
-        first_line = row["rendered"].splitlines()[1] if "\n" in row["rendered"] else row["rendered"]
-        typer.echo(f"{row['id']}  {row['status']:<9}  {row['created_at'][:19]}  {row['tool_name']:<10}  {first_line}")
+        command = row["input"].get("command") if row["tool_name"] == "Bash" else None
+        summary = visible(command if isinstance(command, str) else json.dumps(row["input"], ensure_ascii=False))
+        typer.echo(f"{row['id']}  {row['status']:<9}  {row['created_at'][:19]}  {row['tool_name']:<10}  {summary}")
 
 
 @app.command()

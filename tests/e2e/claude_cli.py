@@ -3,9 +3,13 @@
 ``run_claude`` (blocking) and ``run_claude_async`` (asyncio) start
 ``tests/e2e/node_modules/.bin/claude -p …`` with an environment built from scratch
 (nothing inherited but ``PATH``, ``LANG`` and ``TMPDIR``), stdin at ``/dev/null``, in its
-own process group, which is killed when the run ends or times out. An async test that
-serves MCP or answers approvals on its own event loop must use ``run_claude_async`` (or
-``asyncio.to_thread(run_claude, …)``): the blocking form would stall the loop.
+own process group. When the run ends, times out or is cancelled, that group is killed,
+and so is every process that inherited the run's ``APPROVAL_E2E_RUN_ID`` (the CLI starts
+Bash commands in a session of their own, outside its group).
+
+An async test that serves MCP or answers approvals on its own event loop must use
+``run_claude_async`` (or ``asyncio.to_thread(run_claude, …)``): the blocking form would
+stall the loop.
 
 Install the CLI once with ``npm ci`` in ``tests/e2e``.
 """
@@ -21,7 +25,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,7 @@ __all__ = [
     "mcp_http_config",
     "run_claude",
     "run_claude_async",
+    "run_pids",
     "serve_asgi",
     "write_mcp_config",
 ]
@@ -46,6 +52,8 @@ E2E_DIR = Path(__file__).resolve().parent
 CLAUDE_BIN = E2E_DIR / "node_modules" / ".bin" / "claude"
 SERVER_NAME = "approval-server"
 DEFAULT_PERMISSION_TOOL = f"mcp__{SERVER_NAME}__permissions__approve"
+RUN_MARKER = "APPROVAL_E2E_RUN_ID"
+"""Env variable given to each CLI run; its children inherit it, so cleanup finds them."""
 
 
 def claude_available() -> bool:
@@ -96,6 +104,7 @@ class ClaudeResult:
     argv: list[str]
     run_dir: Path
     """Holds ``home/`` (the CLI's HOME), ``stdout.jsonl``, ``stderr.txt``, ``debug.log``."""
+    run_id: str
     returncode: int
     timed_out: bool
     duration_s: float
@@ -137,6 +146,32 @@ class ClaudeResult:
             f"{self.duration_s:.1f}s)\n--- stderr ---\n{self.stderr[-tail:]}\n"
             f"--- stdout ---\n{self.stdout[-tail:]}\n--- debug log ---\n{self.debug_log[-tail:]}"
         )
+
+
+def _kill(kill: Callable[[int, int], None], target: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        kill(target, signal.SIGKILL)
+
+
+def run_pids(run_id: str) -> list[int]:
+    """PIDs of the live processes of one run: those whose environment holds ``RUN_MARKER=run_id``."""
+    needle = f"{RUN_MARKER}={run_id}".encode()
+    pids: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return pids
+    for name in entries:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            pids.append(int(name))
+    return pids
 
 
 def _parse_events(stdout: str) -> list[dict[str, Any]]:
@@ -187,6 +222,7 @@ class ClaudeRun:
         extra_env: Mapping[str, str] | None = None,
         run_dir: Path | None = None,
         timeout: float = 60.0,
+        run_id: str | None = None,
         claude_bin: Path = CLAUDE_BIN,
     ) -> ClaudeRun:
         """Build argv and env.
@@ -195,9 +231,7 @@ class ClaudeRun:
         omitted, a new temp dir is made and left in place for inspection.
         """
         if not base_url.startswith(("http://127.", "http://localhost", "http://[::1]")):
-            raise ValueError(
-                f"refusing a non-loopback ANTHROPIC_BASE_URL: {base_url!r}"
-            )
+            raise ValueError(f"refusing a non-loopback ANTHROPIC_BASE_URL: {base_url!r}")
         if run_dir is None:
             run_dir = Path(tempfile.mkdtemp(prefix="claude-e2e-"))
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +267,7 @@ class ClaudeRun:
             "DISABLE_ERROR_REPORTING": "1",
         }
         env.update(extra_env or {})
+        env[RUN_MARKER] = run_id or uuid.uuid4().hex
         return cls(
             argv=argv,
             env=env,
@@ -244,6 +279,11 @@ class ClaudeRun:
             timeout=timeout,
         )
 
+    @property
+    def run_id(self) -> str:
+        """This run's ``RUN_MARKER`` value (see :func:`run_pids`)."""
+        return self.env[RUN_MARKER]
+
     def events_so_far(self) -> list[dict[str, Any]]:
         """The stream-json events printed up to now (safe while the CLI runs)."""
         try:
@@ -251,16 +291,25 @@ class ClaudeRun:
         except FileNotFoundError:
             return []
 
-    def kill_group(self, pgid: int) -> None:
-        """SIGKILL the run's process group (the CLI, its Bash children, stdio servers)."""
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    def kill_all(self, pgid: int) -> None:
+        """SIGKILL the CLI's process group and every process carrying this run's marker.
 
-    def collect(
-        self, returncode: int, timed_out: bool, duration_s: float
-    ) -> ClaudeResult:
+        The CLI starts each Bash command in a new session (observed with 2.1.328), so
+        killing its process group alone leaves them running; they inherit the CLI's
+        environment, hence the ``RUN_MARKER`` variable that finds them here.
+        """
+        _kill(os.killpg, pgid)
+        for _ in range(3):
+            pids = run_pids(self.run_id)
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    _kill(os.killpg, os.getpgid(pid))
+                _kill(os.kill, pid)
+            time.sleep(0.05)
+
+    def collect(self, returncode: int, timed_out: bool, duration_s: float) -> ClaudeResult:
         """Read the output files into a :class:`ClaudeResult`."""
 
         def read(path: Path) -> str:
@@ -273,6 +322,7 @@ class ClaudeRun:
         return ClaudeResult(
             argv=self.argv,
             run_dir=self.run_dir,
+            run_id=self.run_id,
             returncode=returncode,
             timed_out=timed_out,
             duration_s=duration_s,
@@ -297,6 +347,7 @@ def run_claude(
     extra_env: Mapping[str, str] | None = None,
     run_dir: Path | None = None,
     timeout: float = 60.0,
+    run_id: str | None = None,
 ) -> ClaudeResult:
     """Run ``claude -p prompt`` to completion (or ``timeout`` s) and return its result.
 
@@ -313,6 +364,7 @@ def run_claude(
         extra_env=extra_env,
         run_dir=run_dir,
         timeout=timeout,
+        run_id=run_id,
     )
     started = time.monotonic()
     timed_out = False
@@ -330,13 +382,13 @@ def run_claude(
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            run.kill_group(proc.pid)
+            run.kill_all(proc.pid)
             returncode = proc.wait()
         except BaseException:
-            run.kill_group(proc.pid)
+            run.kill_all(proc.pid)
             proc.wait()
             raise
-        run.kill_group(proc.pid)
+        run.kill_all(proc.pid)
     return run.collect(returncode, timed_out, time.monotonic() - started)
 
 
@@ -350,12 +402,13 @@ async def run_claude_async(
     extra_args: Sequence[str] = (),
     extra_env: Mapping[str, str] | None = None,
     run_dir: Path | None = None,
-    timeout: float = 60.0,
+    timeout: float = 60.0,  # noqa: ASYNC109 - on expiry the process group is killed, not just the await
+    run_id: str | None = None,
 ) -> ClaudeResult:
     """Async :func:`run_claude`: awaits the CLI without blocking the event loop.
 
     Run it as a task (``asyncio.create_task``) to act on the server meanwhile.
-    Cancelling the task kills the CLI's process group.
+    Cancelling the task kills the CLI and its children.
     """
     run = ClaudeRun.prepare(
         prompt,
@@ -367,6 +420,7 @@ async def run_claude_async(
         extra_env=extra_env,
         run_dir=run_dir,
         timeout=timeout,
+        run_id=run_id,
     )
     started = time.monotonic()
     timed_out = False
@@ -384,13 +438,13 @@ async def run_claude_async(
             returncode = await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
             timed_out = True
-            run.kill_group(proc.pid)
+            run.kill_all(proc.pid)
             returncode = await proc.wait()
         except BaseException:
-            run.kill_group(proc.pid)
+            run.kill_all(proc.pid)
             await asyncio.shield(proc.wait())
             raise
-        run.kill_group(proc.pid)
+        run.kill_all(proc.pid)
     return run.collect(returncode, timed_out, time.monotonic() - started)
 
 

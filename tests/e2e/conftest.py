@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from claude_cli import claude_available
-from fake_anthropic import FakeAnthropic, Script
+
+from tests.e2e.claude_cli import claude_available
+from tests.e2e.fake_anthropic import FakeAnthropic, Script
 
 
 @pytest.fixture

@@ -76,9 +76,7 @@ def text(value: str) -> TextBlock:
     return TextBlock(value)
 
 
-def tool_use(
-    name: str, input: Mapping[str, Any], id: str | None = None
-) -> ToolUseBlock:
+def tool_use(name: str, input: Mapping[str, Any], id: str | None = None) -> ToolUseBlock:
     """Build a tool_use block (``name`` is the CLI's tool name, e.g. ``"Bash"``)."""
     return ToolUseBlock(name=name, input=dict(input), id=id)
 
@@ -132,11 +130,7 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = [
-            str(b.get("text", ""))
-            for b in content
-            if isinstance(b, dict) and b.get("type") == "text"
-        ]
+        parts = [str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"]
         return "\n".join(parts)
     return ""
 
@@ -208,6 +202,7 @@ class FakeAnthropic:
         self._requests: list[RecordedRequest] = []
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
         self._message_count = 0
 
     # -- lifecycle -----------------------------------------------------------------
@@ -241,7 +236,7 @@ class FakeAnthropic:
             name="fake-anthropic",
             daemon=True,
         )
-        self._server, self._thread = server, thread
+        self._server, self._thread, self._socket = server, thread, sock
         thread.start()
         deadline = time.monotonic() + timeout
         while not server.started:
@@ -261,7 +256,9 @@ class FakeAnthropic:
             if thread.is_alive() and server is not None:
                 server.force_exit = True
                 thread.join(timeout=5)
-        self._server = self._thread = None
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -374,11 +371,7 @@ class FakeAnthropic:
             message_id = f"msg_fake_{self._message_count:04d}"
         model = str(recorded.body.get("model") or "claude-fake")
         content = self._content(turn, blocks)
-        stop_reason = (
-            "tool_use"
-            if any(isinstance(b, ToolUseBlock) for b in blocks)
-            else "end_turn"
-        )
+        stop_reason = "tool_use" if any(isinstance(b, ToolUseBlock) for b in blocks) else "end_turn"
         usage = {
             "input_tokens": 10,
             "output_tokens": 1,
@@ -436,9 +429,7 @@ class FakeAnthropic:
                     "content_block_delta",
                     {"type": "content_block_delta", "index": index, "delta": delta},
                 )
-                yield _sse(
-                    "content_block_stop", {"type": "content_block_stop", "index": index}
-                )
+                yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
             yield _sse(
                 "message_delta",
                 {

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from claude_cli import (
-    DEFAULT_PERMISSION_TOOL,
-    run_claude,
-    run_claude_async,
-    serve_asgi,
-    write_mcp_config,
-)
-from fake_anthropic import Block, FakeAnthropic, text, tool_use
 from fastmcp import FastMCP
 from fastmcp.tools import Tool, ToolResult
 from mcp.types import TextContent
 from pydantic import PrivateAttr
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.e2e.claude_cli import (
+    DEFAULT_PERMISSION_TOOL,
+    run_claude,
+    run_claude_async,
+    run_pids,
+    serve_asgi,
+    write_mcp_config,
+)
+from tests.e2e.fake_anthropic import Block, FakeAnthropic, text, tool_use
 
 MakeFake = Callable[..., FakeAnthropic]
 
@@ -43,9 +47,7 @@ def test_fake_records_and_404s_unknown_paths(fake_anthropic: MakeFake) -> None:
 
 
 @pytest.mark.usefixtures("require_claude")
-def test_text_only_turn(
-    fake_anthropic: MakeFake, work_dir: Path, run_dir: Path
-) -> None:
+def test_text_only_turn(fake_anthropic: MakeFake, work_dir: Path, run_dir: Path) -> None:
     fake = fake_anthropic([[text("Hello from the fake model.")]])
 
     result = run_claude(
@@ -67,9 +69,7 @@ def test_text_only_turn(
 
 
 @pytest.mark.usefixtures("require_claude")
-def test_timeout_kills_the_process_group(
-    fake_anthropic: MakeFake, work_dir: Path, run_dir: Path
-) -> None:
+def test_timeout_kills_the_process_group(fake_anthropic: MakeFake, work_dir: Path, run_dir: Path) -> None:
     fake = fake_anthropic()
 
     result = run_claude(
@@ -90,6 +90,7 @@ class StubApprove(Tool):
 
     _calls: list[dict[str, Any]] = PrivateAttr(default_factory=list)
     _answers: asyncio.Queue[dict[str, Any]] = PrivateAttr(default_factory=asyncio.Queue)
+    _called: asyncio.Event = PrivateAttr(default_factory=asyncio.Event)
 
     @classmethod
     def create(cls) -> StubApprove:
@@ -102,13 +103,15 @@ class StubApprove(Tool):
             },
             "required": ["tool_name", "input"],
         }
-        return cls(
-            name="permissions__approve", description="Approve.", parameters=schema
-        )
+        return cls(name="permissions__approve", description="Approve.", parameters=schema)
 
     @property
     def calls(self) -> list[dict[str, Any]]:
         return self._calls
+
+    async def wait_called(self) -> None:
+        """Return once the CLI has called the tool."""
+        await self._called.wait()
 
     def answer(self, decision: dict[str, Any]) -> None:
         """Queue the JSON answer for the next (or the waiting) call."""
@@ -116,6 +119,7 @@ class StubApprove(Tool):
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
         self._calls.append(arguments)
+        self._called.set()
         decision = await self._answers.get()
         return ToolResult(content=[TextContent(type="text", text=json.dumps(decision))])
 
@@ -135,9 +139,7 @@ def approval_app(tool: StubApprove, seen_auth: list[str]) -> ASGIApp:
 
 
 def bash_script(command: str) -> list[list[Block]]:
-    return [
-        [text("On it."), tool_use("Bash", {"command": command, "description": "mark"})]
-    ]
+    return [[text("On it."), tool_use("Bash", {"command": command, "description": "mark"})]]
 
 
 @pytest.mark.usefixtures("require_claude")
@@ -154,9 +156,7 @@ async def test_permission_tool_deny_reaches_model(
     seen_auth: list[str] = []
 
     async with serve_asgi(approval_app(tool, seen_auth)) as url:
-        config = write_mcp_config(
-            tmp_path / "mcp.json", f"{url}/mcp", token="test-token", timeout_ms=60_000
-        )
+        config = write_mcp_config(tmp_path / "mcp.json", f"{url}/mcp", token="test-token", timeout_ms=60_000)
         result = await run_claude_async(
             "write the marker",
             base_url=fake.base_url,
@@ -171,7 +171,8 @@ async def test_permission_tool_deny_reaches_model(
     assert result.init is not None
     servers = {s["name"]: s["status"] for s in result.init["mcp_servers"]}
     assert servers == {"approval-server": "connected"}
-    assert seen_auth and set(seen_auth) == {"Bearer test-token"}
+    assert seen_auth
+    assert set(seen_auth) == {"Bearer test-token"}
     assert tool.calls == [
         {
             "tool_name": "Bash",
@@ -199,9 +200,7 @@ async def test_decision_made_while_claude_waits(
     tool = StubApprove.create()
 
     async with serve_asgi(approval_app(tool, [])) as url:
-        config = write_mcp_config(
-            tmp_path / "mcp.json", f"{url}/mcp", timeout_ms=60_000
-        )
+        config = write_mcp_config(tmp_path / "mcp.json", f"{url}/mcp", timeout_ms=60_000)
         run = asyncio.create_task(
             run_claude_async(
                 "go",
@@ -211,10 +210,9 @@ async def test_decision_made_while_claude_waits(
                 run_dir=run_dir,
             )
         )
-        async with asyncio.timeout(30):
-            while not tool.calls and not run.done():
-                await asyncio.sleep(0.05)
-        assert tool.calls, (await run).describe()
+        called = asyncio.create_task(tool.wait_called())
+        await asyncio.wait({run, called}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        assert called.done(), (await run).describe()
         assert not marker.exists()
         tool.answer({"behavior": "allow", "updatedInput": tool.calls[0]["input"]})
         result = await run
@@ -224,3 +222,41 @@ async def test_decision_made_while_claude_waits(
     ran = fake.tool_result("toolu_e2e_0_0")
     assert (ran.content, ran.is_error) == ("(Bash completed with no output)", False)
     assert result.permission_denials == []
+
+
+@pytest.mark.usefixtures("require_claude")
+async def test_cancel_kills_bash_children_outside_the_group(
+    fake_anthropic: MakeFake, work_dir: Path, run_dir: Path
+) -> None:
+    """Bash commands run in their own session; cancelling must still kill them."""
+    sleeper = 'python3 -c "import time; time.sleep(120)"'
+    run_id = f"cancel-{os.getpid()}-{time.monotonic_ns()}"
+    fake = fake_anthropic([[tool_use("Bash", {"command": sleeper, "description": "wait"})]])
+    run = asyncio.create_task(
+        run_claude_async(
+            "wait",
+            base_url=fake.base_url,
+            cwd=work_dir,
+            permission_tool=None,
+            extra_args=["--allowedTools", "Bash"],
+            run_dir=run_dir,
+            run_id=run_id,
+        )
+    )
+    children: list[int] = []
+    async with asyncio.timeout(30):
+        while not children:
+            await asyncio.sleep(0.1)
+            children = [p for p in run_pids(run_id) if b"time.sleep(120)" in _cmdline(p)]
+    assert os.getsid(children[0]) != os.getsid(0)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert run_pids(run_id) == []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -1,0 +1,119 @@
+"""Test support: the real server in a subprocess, a real MCP client over HTTP, and an API client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+
+API_TOKEN = "test-api-token-0123456789abcdef"
+MCP_TOKEN = "test-mcp-token-0123456789abcdef"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """`approval-server serve` running in its own process, as a user would run it."""
+
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.data_dir),
+            "APPROVAL_DATA_DIR": str(self.data_dir),
+            "SERVER_PORT": str(self.port),
+            "APPROVAL_API_TOKEN": API_TOKEN,
+            "APPROVAL_MCP_TOKEN": MCP_TOKEN,
+            "APPROVAL_LOG_LEVEL": "debug",
+        }
+        env.update(self.env)
+        return env
+
+    def start(self, timeout: float = 30) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"server-{time.monotonic_ns()}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "approval_server", "serve"],
+                cwd=self.data_dir,
+                env=self.environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def api(self, token: str = API_TOKEN) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def mcp(self, token: str = MCP_TOKEN, **kwargs: Any) -> Client[StreamableHttpTransport]:
+        transport = StreamableHttpTransport(f"{self.url}/mcp", headers={"Authorization": f"Bearer {token}"})
+        return Client(transport, **kwargs)
+
+
+async def wait_for_pending(
+    api: httpx.AsyncClient, match: Mapping[str, Any] | None = None, timeout: float = 10
+) -> dict[str, Any]:
+    """The pending request whose fields include `match`, as soon as the server has recorded it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = await api.get("/api/requests", params={"status": "pending", "limit": 1000})
+        for row in response.json()["requests"]:
+            if all(row.get(key) == value for key, value in (match or {}).items()):
+                return dict(row)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no pending request matching {match} within {timeout} s")

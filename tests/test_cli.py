@@ -1,0 +1,125 @@
+"""The command line as a user meets it: readable errors, exit code 2 for bad configuration, real API calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import API_TOKEN, MCP_TOKEN, ServerProcess, wait_for_pending
+
+TOOL = "permissions__approve"
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {"PATH": os.environ["PATH"], "HOME": str(cwd), "APPROVAL_DATA_DIR": str(cwd / "data")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "approval_server", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def server_env(server: ServerProcess) -> dict[str, str]:
+    return {
+        "SERVER_PORT": str(server.port),
+        "APPROVAL_API_TOKEN": API_TOKEN,
+        "APPROVAL_MCP_TOKEN": MCP_TOKEN,
+        "APPROVAL_DATA_DIR": str(server.data_dir),
+    }
+
+
+def test_a_bad_env_file_is_a_readable_message_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SERVER_PORT=eighty\nAPPROVAL_TIMEOUT_SECONDS=-5\nAPPROVAL_API_TOKEN=short\n")
+    result = cli("serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "SERVER_PORT" in result.stderr
+    assert "'eighty'" in result.stderr
+    assert "APPROVAL_TIMEOUT_SECONDS" in result.stderr
+    assert "APPROVAL_API_TOKEN" in result.stderr
+    assert "short" not in result.stderr  # secrets are never echoed
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_bad_option_is_exit_2(tmp_path: Path) -> None:
+    result = cli("serve", "--port", "many", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--port" in result.stderr
+
+
+def test_commands_explain_a_stopped_server(tmp_path: Path) -> None:
+    result = cli("approve", "abc12345", cwd=tmp_path, env={"SERVER_PORT": "9"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Cannot reach approval-server" in result.stderr
+
+
+def test_mcp_config_prints_a_working_claude_code_config(tmp_path: Path) -> None:
+    result = cli("mcp-config", cwd=tmp_path, env={"APPROVAL_TIMEOUT_SECONDS": "300", "SERVER_PORT": "8123"})
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)["mcpServers"]["approval-server"]
+    token = (tmp_path / "data" / "mcp-token").read_text().strip()
+    assert config == {
+        "type": "http",
+        "url": "http://127.0.0.1:8123/mcp",
+        "headers": {"Authorization": f"Bearer {token}"},
+        "timeout": 330000,
+    }
+    assert (tmp_path / "data" / "mcp-token").stat().st_mode & 0o777 == 0o600
+
+
+def test_doctor_without_a_server_says_how_to_start_it(tmp_path: Path) -> None:
+    result = cli("doctor", cwd=tmp_path, env={"SERVER_PORT": "9"})
+    assert result.returncode == 1
+    assert "approval-server serve" in result.stdout
+    assert "settings are valid" in result.stdout
+
+
+async def test_requests_approve_deny_and_doctor_against_a_running_server(server: ServerProcess, tmp_path: Path) -> None:
+    env = server_env(server)
+    async with server.mcp() as mcp, server.api() as api:
+        first = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "echo one"}}))
+        one = await wait_for_pending(api)
+        listed = await asyncio.to_thread(cli, "requests", "--status", "pending", cwd=tmp_path, env=env)
+        assert one["id"] in listed.stdout
+        assert "echo one" in listed.stdout
+        edited = json.dumps({"command": "echo edited"})
+        approved = await asyncio.to_thread(cli, "approve", one["id"], "--input", edited, cwd=tmp_path, env=env)
+        assert approved.returncode == 0, approved.stderr
+        assert json.loads((await first).content[0].text) == {
+            "behavior": "allow",
+            "updatedInput": {"command": "echo edited"},
+        }
+
+        second = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "echo two"}}))
+        two = await wait_for_pending(api)
+        denied = await asyncio.to_thread(
+            cli, "deny", two["id"], "--message", "use the staging box", cwd=tmp_path, env=env
+        )
+        assert denied.returncode == 0, denied.stderr
+        answer = json.loads((await second).content[0].text)
+        assert answer["behavior"] == "deny"
+        assert "use the staging box" in answer["message"]
+        assert "(CLI) via api" in answer["message"]
+
+        again = await asyncio.to_thread(cli, "approve", two["id"], cwd=tmp_path, env=env)
+        assert again.returncode == 1
+        assert "already denied" in again.stderr
+
+        shown = await asyncio.to_thread(cli, "show", one["id"], cwd=tmp_path, env=env)
+        assert "echo edited" in shown.stdout
+        assert "applied" in shown.stdout
+
+        doctor = await asyncio.to_thread(cli, "doctor", cwd=tmp_path, env=env)
+        assert doctor.returncode == 0, doctor.stdout
+        assert "All checks passed." in doctor.stdout

@@ -1,0 +1,50 @@
+"""Nothing is lost on a restart: a request pending when the server died is `abandoned`, history intact."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.support import ServerProcess, wait_for_pending
+
+TOOL = "permissions__approve"
+
+
+async def test_sigkill_during_a_wait_leaves_an_abandoned_row(tmp_path: Path) -> None:
+    server = ServerProcess(data_dir=tmp_path / "data")
+    server.start()
+    try:
+        async with server.api() as api:
+            async with server.mcp() as mcp:
+                done = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "one"}}))
+                first = await wait_for_pending(api)
+                await api.post(f"/api/requests/{first['id']}/decision", json={"decision": "allow", "message": "fine"})
+                await done
+            # The transport's own error, from the call or from closing the session on a dead server.
+            with pytest.raises(Exception):  # noqa: B017, PT011
+                async with server.mcp() as mcp:
+                    call = mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "two"}})
+                    waiting = asyncio.create_task(call)
+                    second = await wait_for_pending(api)
+                    server.kill()
+                    await asyncio.wait_for(waiting, 30)
+    finally:
+        server.stop()
+
+    restarted = ServerProcess(data_dir=tmp_path / "data", port=server.port)
+    restarted.start()
+    try:
+        async with restarted.api() as api:
+            rows = {row["id"]: row for row in (await api.get("/api/requests")).json()["requests"]}
+            first_row = (await api.get(f"/api/requests/{first['id']}")).json()
+    finally:
+        restarted.stop()
+    assert set(rows) == {first["id"], second["id"]}
+    assert rows[second["id"]]["status"] == "abandoned"
+    assert rows[second["id"]]["input"] == {"command": "two"}
+    assert first_row["status"] == "allowed"
+    assert first_row["reason"] == "fine"
+    assert [a["outcome"] for a in first_row["answers"]] == ["applied"]
+    assert "abandoned" in restarted.log()

@@ -1,0 +1,122 @@
+"""The store: one row per request, leaving `pending` exactly once, safe under concurrent writers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
+from approval_server.store import Store
+
+
+def make_request(n: int) -> ApprovalRequest:
+    call = ToolCall("Bash", {"command": f"echo {n}", "description": "ünïcode ⟨ok⟩"}, f"t{n}", {"new": n}, "test")
+    return ApprovalRequest.open(call, f"rendered {n}", datetime.now(UTC), 300)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'db' / 'approval.db'}")
+    store.migrate()
+    return store
+
+
+async def test_a_request_round_trips_exactly(store: Store) -> None:
+    request = make_request(1)
+    await store.insert(request)
+    assert await store.get(request.id) == request
+    assert await store.get("missing") is None
+
+
+async def test_sqlite_runs_in_wal_mode(store: Store, tmp_path: Path) -> None:
+    await store.insert(make_request(1))
+    connection = sqlite3.connect(tmp_path / "db" / "approval.db")
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    connection.close()
+
+
+async def test_migrate_twice_is_harmless(store: Store) -> None:
+    request = make_request(1)
+    await store.insert(request)
+    store.migrate()
+    assert await store.get(request.id) == request
+
+
+async def test_resolve_applies_once_and_records_every_answer(store: Store) -> None:
+    request = make_request(1)
+    await store.insert(request)
+    now = datetime.now(UTC)
+    first = await store.resolve(request.id, Answer(Status.ALLOWED, "alice", "api", "ok", {"command": "ls"}), now)
+    second = await store.resolve(request.id, Answer(Status.DENIED, "bob", "api", "no"), now)
+    assert first[0] is True
+    assert second[0] is False
+    row = second[1]
+    assert row is not None
+    assert (row.status, row.decided_by, row.updated_input) == (Status.ALLOWED, "alice", {"command": "ls"})
+    assert [a["outcome"] for a in await store.answers_for(request.id)] == ["applied", "too_late"]
+    assert await store.resolve("missing", Answer(Status.DENIED, "x", "api"), now) == (False, None)
+
+
+async def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    """Several store instances (as several processes would) insert and race to resolve the same rows."""
+    url = f"sqlite:///{tmp_path / 'approval.db'}"
+    stores = [Store(url) for _ in range(4)]
+    stores[0].migrate()
+    requests = [make_request(n) for n in range(200)]
+    await asyncio.gather(*(stores[n % 4].insert(r) for n, r in enumerate(requests)))
+    now = datetime.now(UTC)
+    results = await asyncio.gather(
+        *(
+            stores[k].resolve(r.id, Answer(Status.ALLOWED if k % 2 else Status.DENIED, f"actor{k}", "api"), now)
+            for r in requests
+            for k in range(4)
+        )
+    )
+    assert sum(applied for applied, _ in results) == 200
+    rows = await stores[0].recent(limit=1000)
+    assert len(rows) == 200
+    assert all(row.status in (Status.ALLOWED, Status.DENIED) for row in rows)
+    for request in requests[:20]:
+        answers = await stores[1].answers_for(request.id)
+        assert sorted(a["outcome"] for a in answers) == ["applied", "too_late", "too_late", "too_late"]
+
+
+def test_concurrent_threads_with_their_own_loops(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'approval.db'}"
+    Store(url).migrate()
+    errors: list[BaseException] = []
+
+    def writer(offset: int) -> None:
+        try:
+            store = Store(url)
+            for n in range(offset, offset + 50):
+                asyncio.run(store.insert(make_request(n)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k * 1000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(asyncio.run(Store(url).recent(limit=1000))) == 200
+
+
+async def test_abandon_pending_closes_only_pending_rows(store: Store) -> None:
+    open_request, closed_request = make_request(1), make_request(2)
+    await store.insert(open_request)
+    await store.insert(closed_request)
+    await store.resolve(closed_request.id, Answer(Status.DENIED, "alice", "api"), datetime.now(UTC))
+    assert await store.abandon_pending(datetime.now(UTC), "approval-server") == [open_request.id]
+    row = await store.get(open_request.id)
+    assert row is not None
+    assert row.status is Status.ABANDONED
+    closed = await store.get(closed_request.id)
+    assert closed is not None
+    assert closed.status is Status.DENIED
