@@ -106,14 +106,14 @@ class ServerProcess:
 
 
 async def wait_for_pending(
-    api: httpx.AsyncClient, match: Mapping[str, Any] | None = None, timeout: float = 10
+    api: httpx.AsyncClient, match: Mapping[str, Any] | None = None, within: float = 10
 ) -> dict[str, Any]:
     """The pending request whose fields include `match`, as soon as the server has recorded it."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         response = await api.get("/api/requests", params={"status": "pending", "limit": 1000})
         for row in response.json()["requests"]:
             if all(row.get(key) == value for key, value in (match or {}).items()):
                 return dict(row)
         await asyncio.sleep(0.02)
-    raise AssertionError(f"no pending request matching {match} within {timeout} s")
+    raise AssertionError(f"no pending request matching {match} within {within} s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,14 +23,20 @@ async def test_sigkill_during_a_wait_leaves_an_abandoned_row(tmp_path: Path) -> 
                 first = await wait_for_pending(api)
                 await api.post(f"/api/requests/{first['id']}/decision", json={"decision": "allow", "message": "fine"})
                 await done
-            # The transport's own error, from the call or from closing the session on a dead server.
-            with pytest.raises(Exception):  # noqa: B017, PT011
+            pending: dict[str, Any] = {}
+
+            async def wait_while_the_server_dies() -> None:
                 async with server.mcp() as mcp:
                     call = mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "two"}})
                     waiting = asyncio.create_task(call)
-                    second = await wait_for_pending(api)
+                    pending.update(await wait_for_pending(api))
                     server.kill()
                     await asyncio.wait_for(waiting, 30)
+
+            # The transport's own error, from the call or from closing the session on a dead server.
+            with pytest.raises(Exception):  # noqa: B017, PT011
+                await wait_while_the_server_dies()
+            second = pending
     finally:
         server.stop()
 
