@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -218,3 +219,38 @@ async def test_legacy_sse_endpoint_serves_the_tool(server: ServerProcess) -> Non
         pending = await wait_for_pending(api)
         await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "allow"})
         assert single_text_json(await call) == {"behavior": "allow", "updatedInput": {"file_path": "/etc/x"}}
+
+
+CLIENT_THAT_WAITS = """
+import asyncio, sys
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+
+async def main() -> None:
+    transport = StreamableHttpTransport(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+    async with Client(transport) as mcp:
+        await mcp.call_tool_mcp("permissions__approve", {"tool_name": "Bash", "input": {"command": "dropped"}})
+
+asyncio.run(main())
+"""
+
+
+async def test_a_dropped_connection_is_recorded_as_cancelled(server: ServerProcess) -> None:
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLIENT_THAT_WAITS, f"{server.url}/mcp", MCP_TOKEN
+    )
+    try:
+        async with server.api() as api:
+            pending = await wait_for_pending(api, within=30)
+            client.kill()
+            for _ in range(200):
+                row = (await api.get(f"/api/requests/{pending['id']}")).json()
+                if row["status"] != "pending":
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        if client.returncode is None:
+            client.kill()
+        await client.wait()
+    assert row["status"] == "cancelled"
+    assert row["reason"] == "the agent went away"

@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.claude_cli import ClaudeResult, run_claude_async, write_mcp_config
 from tests.e2e.fake_anthropic import FakeAnthropic, tool_use
-from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
+from tests.support import MCP_TOKEN, REPO, ServerProcess, wait_for_pending
 
 MakeFake = Callable[..., FakeAnthropic]
 pytestmark = pytest.mark.usefixtures("require_claude")
@@ -145,3 +145,28 @@ async def test_two_tool_uses_in_one_turn_are_decided_independently(
     assert not second.exists()
     assert fake.tool_result("toolu_1").is_error is False
     assert "only one" in fake.tool_result("toolu_2").content
+
+
+async def test_the_repositorys_mcp_servers_json_works_as_committed(
+    server: ServerProcess, fake_anthropic: MakeFake, tmp_path: Path, work_dir: Path
+) -> None:
+    """Claude Code expands ${SERVER_PORT:-8000} and ${APPROVAL_MCP_TOKEN} from its environment."""
+    marker = tmp_path / "committed-config"
+    fake = fake_anthropic([[bash(f"echo ok > {marker}", "toolu_c")]])
+    async with server.api() as api:
+        run = asyncio.create_task(
+            run_claude_async(
+                "write the marker",
+                base_url=fake.base_url,
+                cwd=work_dir,
+                mcp_config=REPO / "mcp-servers.json",
+                run_dir=tmp_path / "run",
+                extra_env={"APPROVAL_MCP_TOKEN": MCP_TOKEN, "SERVER_PORT": str(server.port)},
+                timeout=120,
+            )
+        )
+        pending = await wait_for_pending(api, {"tool_use_id": "toolu_c"}, within=60)
+        await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "allow"})
+        result = await run
+    assert result.returncode == 0, result.describe()
+    assert marker.read_text() == "ok\n"

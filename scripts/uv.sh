@@ -1,0 +1,12 @@
+# Sourced by the other scripts: makes `uv` available as "$UV", installing it from PyPI if needed.
+if command -v uv >/dev/null 2>&1; then
+  UV=(uv)
+elif python3 -m uv --version >/dev/null 2>&1; then
+  UV=(python3 -m uv)
+else
+  echo "Installing uv (the Python package manager this project uses) with pip..." >&2
+  python3 -m pip install --quiet --user uv 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages uv \
+    || python3 -m pip install --quiet uv
+  UV=(python3 -m uv)
+fi

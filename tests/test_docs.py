@@ -1,0 +1,32 @@
+"""Docs stay honest: every setting is documented, and the repo's example files are valid."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from approval_server.config import Settings
+from tests.support import REPO
+
+SETTINGS = [name.upper() for name in Settings.model_fields]
+
+
+@pytest.mark.parametrize("name", SETTINGS)
+def test_every_setting_is_in_the_readme_and_env_example(name: str) -> None:
+    assert f"`{name}`" in (REPO / "README.md").read_text()
+    assert name in (REPO / ".env.example").read_text()
+
+
+def test_env_example_is_a_valid_configuration() -> None:
+    settings = Settings(_env_file=REPO / ".env.example")  # type: ignore[call-arg]
+    assert settings.server_port == 8000
+    assert settings.approval_timeout_seconds == 300
+
+
+def test_mcp_servers_json_points_claude_code_at_the_server() -> None:
+    config = json.loads((REPO / "mcp-servers.json").read_text())["mcpServers"]["approval-server"]
+    assert config["type"] == "http"
+    assert config["url"].endswith("/mcp")
+    assert config["headers"]["Authorization"] == "Bearer ${APPROVAL_MCP_TOKEN}"
+    assert config["timeout"] > Settings.model_fields["approval_timeout_seconds"].default * 1000
