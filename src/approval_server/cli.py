@@ -137,24 +137,47 @@ def deny(
 
 
 @app.command("mcp-config")
-def mcp_config(env_file: EnvFile = ENV_DEFAULT) -> None:
-    """Print a ready-to-use mcp-servers.json for Claude Code (holds the MCP token: keep it private)."""
+def mcp_config(
+    use_stdio: Annotated[
+        bool, typer.Option("--stdio", help="Have Claude Code spawn `approval-server stdio` instead of using HTTP.")
+    ] = False,
+    env_file: EnvFile = ENV_DEFAULT,
+) -> None:
+    """Print a ready-to-use mcp-servers.json for Claude Code (the HTTP one holds the MCP token: keep it private)."""
     from approval_server.mcp_tool import SERVER_NAME
 
     settings = _settings(env_file)
     tokens, _ = load_tokens(settings)
     timeout_ms = int((settings.approval_timeout_seconds + 30) * 1000)
-    config = {
-        "mcpServers": {
-            SERVER_NAME: {
-                "type": "http",
-                "url": f"{settings.local_url}/mcp",
-                "headers": {"Authorization": f"Bearer {tokens.mcp}"},
-                "timeout": timeout_ms,
-            }
+    server: dict[str, Any]
+    if use_stdio:
+        args = ["-m", "approval_server", "stdio"]
+        if env_file.exists():
+            args += ["--env-file", str(env_file.resolve())]
+        env = {
+            "APPROVAL_DATA_DIR": str(settings.approval_data_dir.resolve()),
+            "SERVER_HOST": settings.server_host,
+            "SERVER_PORT": str(settings.server_port),
         }
-    }
-    typer.echo(json.dumps(config, indent=2))
+        if settings.approval_mcp_token is not None:
+            env["APPROVAL_MCP_TOKEN"] = tokens.mcp
+        server = {"type": "stdio", "command": sys.executable, "args": args, "env": env, "timeout": timeout_ms}
+    else:
+        server = {
+            "type": "http",
+            "url": f"{settings.local_url}/mcp",
+            "headers": {"Authorization": f"Bearer {tokens.mcp}"},
+            "timeout": timeout_ms,
+        }
+    typer.echo(json.dumps({"mcpServers": {SERVER_NAME: server}}, indent=2))
+
+
+@app.command()
+def stdio(env_file: EnvFile = ENV_DEFAULT) -> None:
+    """Serve MCP on stdin/stdout for Claude Code to spawn, forwarding to the running server."""
+    from approval_server.stdio_bridge import run_stdio_bridge
+
+    run_stdio_bridge(_settings(env_file))
 
 
 @app.command()

@@ -7,6 +7,10 @@ the permission tool; whether the marker exists afterwards tells whether the comm
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -170,3 +174,41 @@ async def test_the_repositorys_mcp_servers_json_works_as_committed(
         result = await run
     assert result.returncode == 0, result.describe()
     assert marker.read_text() == "ok\n"
+
+
+async def test_claude_code_can_spawn_the_stdio_bridge(
+    server: ServerProcess, fake_anthropic: MakeFake, tmp_path: Path, work_dir: Path
+) -> None:
+    """The config printed by `approval-server mcp-config --stdio`, used as is."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "APPROVAL_DATA_DIR": str(server.data_dir),
+        "SERVER_PORT": str(server.port),
+        "APPROVAL_MCP_TOKEN": MCP_TOKEN,
+    }
+    command = [sys.executable, "-m", "approval_server", "mcp-config", "--stdio"]
+    printed = await asyncio.to_thread(
+        subprocess.run, command, env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    config = tmp_path / "stdio.json"
+    config.write_text(printed.stdout)
+    assert json.loads(printed.stdout)["mcpServers"]["approval-server"]["type"] == "stdio"
+    marker = tmp_path / "via-stdio"
+    fake = fake_anthropic([[bash(f"echo stdio > {marker}", "toolu_io")]])
+    async with server.api() as api:
+        run = asyncio.create_task(
+            run_claude_async(
+                "write the marker",
+                base_url=fake.base_url,
+                cwd=work_dir,
+                mcp_config=config,
+                run_dir=tmp_path / "run",
+                timeout=120,
+            )
+        )
+        pending = await wait_for_pending(api, {"tool_use_id": "toolu_io"}, within=60)
+        await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "allow"})
+        result = await run
+    assert result.returncode == 0, result.describe()
+    assert marker.read_text() == "stdio\n"
