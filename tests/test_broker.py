@@ -1,0 +1,184 @@
+"""The broker in-process, with mock channels and policies: every way out of `submit` is a decision."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from approval_server.broker import Broker
+from approval_server.channels import Channel, Delivery
+from approval_server.errors import RequestClosed, StoreError
+from approval_server.events import EventHub
+from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
+from approval_server.policy import AskForEverything, Verdict
+from approval_server.store import Store
+
+CALL = ToolCall("Bash", {"command": "echo hi"}, "t1")
+
+
+class MockChannel(Channel):
+    """A channel built from a handler, recording what it was told."""
+
+    def __init__(self, name: str, notify: Callable[[ApprovalRequest], Awaitable[Delivery]] | None = None) -> None:
+        self.name = name
+        self._notify = notify
+        self.notified: list[ApprovalRequest] = []
+        self.withdrawn: list[ApprovalRequest] = []
+
+    async def notify(self, request: ApprovalRequest) -> Delivery:
+        self.notified.append(request)
+        return await self._notify(request) if self._notify else Delivery(reached=True)
+
+    async def withdraw(self, request: ApprovalRequest) -> None:
+        self.withdrawn.append(request)
+
+
+class FixedPolicy:
+    def __init__(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+
+    def evaluate(self, call: ToolCall) -> Verdict:
+        return self.verdict
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'approval.db'}")
+    store.migrate()
+    return store
+
+
+def make_broker(store: Store, *channels: Channel, timeout: float = 10, policy: object = None) -> Broker:
+    return Broker(store, policy or AskForEverything(), list(channels), EventHub(), timeout)  # type: ignore[arg-type]
+
+
+async def pending_id(broker: Broker) -> str:
+    for _ in range(500):
+        rows = await broker.store.recent(status=Status.PENDING)
+        if rows:
+            return rows[0].id
+        await asyncio.sleep(0.01)
+    raise AssertionError("nothing pending")
+
+
+async def test_a_human_answer_wakes_the_waiter_and_other_channels_withdraw(store: Store) -> None:
+    one, two = MockChannel("one"), MockChannel("two")
+    broker = make_broker(store, one, two)
+    waiting = asyncio.create_task(broker.submit(CALL))
+    request_id = await pending_id(broker)
+    await broker.decide(request_id, Answer(Status.ALLOWED, "alice", "one"))
+    decision = await waiting
+    await broker.aclose()
+    assert (decision.behavior, decision.updated_input) == ("allow", {"command": "echo hi"})
+    assert [r.id for r in one.notified] == [request_id] == [r.id for r in two.notified]
+    assert [r.status for r in two.withdrawn] == [Status.ALLOWED]
+    assert broker.pending_count == 0
+
+
+async def test_when_no_channel_reaches_anyone_the_request_is_denied_at_once(store: Store) -> None:
+    async def unreachable(request: ApprovalRequest) -> Delivery:
+        return Delivery(reached=False, detail="twilio said 401")
+
+    async def broken(request: ApprovalRequest) -> Delivery:
+        raise RuntimeError("boom")
+
+    broker = make_broker(store, MockChannel("whatsapp", unreachable), MockChannel("other", broken), timeout=60)
+    decision = await asyncio.wait_for(broker.submit(CALL), 5)
+    assert decision.behavior == "deny"
+    assert decision.message is not None
+    assert decision.message.startswith("No approval channel could reach anyone")
+    assert "whatsapp: twilio said 401" in decision.message
+    assert "other: error: RuntimeError" in decision.message
+    rows = await store.recent()
+    assert rows[0].status is Status.DENIED
+
+
+async def test_one_reachable_channel_is_enough(store: Store) -> None:
+    async def unreachable(request: ApprovalRequest) -> Delivery:
+        return Delivery(reached=False, detail="down")
+
+    broker = make_broker(store, MockChannel("down", unreachable), MockChannel("up"), timeout=0.3)
+    decision = await broker.submit(CALL)
+    assert decision.message is not None
+    assert "expired" in decision.message
+
+
+async def test_expiry_is_recorded_and_channels_withdraw(store: Store) -> None:
+    channel = MockChannel("one")
+    broker = make_broker(store, channel, timeout=0.2)
+    decision = await broker.submit(CALL)
+    await broker.aclose()
+    assert decision.behavior == "deny"
+    assert decision.message is not None
+    assert decision.message.startswith("No answer within 0.2 seconds")
+    assert [r.status for r in channel.withdrawn] == [Status.EXPIRED]
+
+
+async def test_cancellation_is_recorded_and_channels_withdraw(store: Store) -> None:
+    channel = MockChannel("one")
+    broker = make_broker(store, channel)
+    waiting = asyncio.create_task(broker.submit(CALL))
+    request_id = await pending_id(broker)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await broker.aclose()
+    row = await store.get(request_id)
+    assert row is not None
+    assert row.status is Status.CANCELLED
+    assert [r.status for r in channel.withdrawn] == [Status.CANCELLED]
+    with pytest.raises(RequestClosed):
+        await broker.decide(request_id, Answer(Status.ALLOWED, "late", "api"))
+
+
+@pytest.mark.parametrize(
+    ("verdict", "behavior", "status"),
+    [
+        (Verdict("allow", "read-only", "safe"), "allow", Status.ALLOWED),
+        (Verdict("deny", "no-rm", "never"), "deny", Status.DENIED),
+    ],
+)
+async def test_policy_verdicts_need_no_human(store: Store, verdict: Verdict, behavior: str, status: Status) -> None:
+    channel = MockChannel("one")
+    broker = make_broker(store, channel, policy=FixedPolicy(verdict))
+    decision = await broker.submit(CALL)
+    assert decision.behavior == behavior
+    assert channel.notified == []
+    row = (await store.recent())[0]
+    assert (row.status, row.decided_via, row.decided_by) == (status, "policy", verdict.rule)
+    if behavior == "deny":
+        assert decision.message is not None
+        assert decision.message.startswith(f"Denied by policy rule {verdict.rule}: never")
+
+
+async def test_simultaneous_answers_in_process_have_one_winner(store: Store) -> None:
+    broker = make_broker(store, MockChannel("one"))
+    for _ in range(10):
+        waiting = asyncio.create_task(broker.submit(CALL))
+        request_id = await pending_id(broker)
+        results = await asyncio.gather(
+            broker.decide(request_id, Answer(Status.ALLOWED, "a", "api")),
+            broker.decide(request_id, Answer(Status.DENIED, "b", "api")),
+            return_exceptions=True,
+        )
+        winners = [r for r in results if isinstance(r, ApprovalRequest)]
+        assert len(winners) == 1
+        assert sum(isinstance(r, RequestClosed) for r in results) == 1
+        assert (await waiting).behavior == ("allow" if winners[0].status is Status.ALLOWED else "deny")
+
+
+async def test_an_internal_error_is_a_deny_that_leaks_nothing(store: Store) -> None:
+    class BrokenStore(Store):
+        async def insert(self, request: ApprovalRequest) -> None:
+            raise StoreError("database error: OperationalError secret-path")
+
+    broken = BrokenStore(f"sqlite:///{store.describe().removeprefix('sqlite:///')}")
+    decision = await make_broker(broken, MockChannel("one")).submit(CALL)
+    assert decision.behavior == "deny"
+    assert decision.message is not None
+    assert "internal error" in decision.message
+    assert "denied for safety" in decision.message
+    assert "secret-path" not in decision.message
