@@ -59,7 +59,7 @@ def serve(settings: Settings) -> None:
         lines.append(f"  New {path.name} (kept in {path}, mode 0600): {token}")
     if not created:
         lines.append(f"  Tokens: from the environment or {settings.approval_data_dir} (approval-server mcp-config)")
-    lines.append("  Claude Code configuration: approval-server mcp-config > mcp-servers.json")
+    lines.append("  Claude Code configuration: approval-server mcp-config > ~/.config/approval-server-mcp.json")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
     config = uvicorn.Config(

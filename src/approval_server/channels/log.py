@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 
 from approval_server.channels.base import Channel, Delivery
 from approval_server.models import ApprovalRequest
@@ -19,7 +20,7 @@ class LogChannel(Channel):
             "  deny:    approval-server deny %s --message '…'",
             request.id,
             request.expires_at.strftime("%H:%M:%S UTC"),
-            request.rendered,
+            textwrap.indent(request.rendered, "    "),
             request.id,
             request.id,
         )
