@@ -336,60 +336,12 @@ class ClaudeRun:
 # -- running ---------------------------------------------------------------------------
 
 
-def run_claude(
-    prompt: str,
-    *,
-    base_url: str,
-    cwd: Path,
-    mcp_config: Path | None = None,
-    permission_tool: str | None = DEFAULT_PERMISSION_TOOL,
-    extra_args: Sequence[str] = (),
-    extra_env: Mapping[str, str] | None = None,
-    run_dir: Path | None = None,
-    timeout: float = 60.0,
-    run_id: str | None = None,
-) -> ClaudeResult:
-    """Run ``claude -p prompt`` to completion (or ``timeout`` s) and return its result.
+def run_claude(prompt: str, **options: Any) -> ClaudeResult:
+    """Run ``claude -p prompt`` to completion (or ``timeout`` s) from synchronous code.
 
-    ``permission_tool=None`` omits ``--permission-prompt-tool``; ``mcp_config=None``
-    omits ``--mcp-config`` (``--strict-mcp-config`` is always passed).
+    Takes the keyword arguments of :func:`run_claude_async`, which does the work.
     """
-    run = ClaudeRun.prepare(
-        prompt,
-        base_url=base_url,
-        cwd=cwd,
-        mcp_config=mcp_config,
-        permission_tool=permission_tool,
-        extra_args=extra_args,
-        extra_env=extra_env,
-        run_dir=run_dir,
-        timeout=timeout,
-        run_id=run_id,
-    )
-    started = time.monotonic()
-    timed_out = False
-    with run.stdout_path.open("wb") as out, run.stderr_path.open("wb") as err:
-        proc = subprocess.Popen(
-            run.argv,
-            cwd=run.cwd,
-            env=run.env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            run.kill_all(proc.pid)
-            returncode = proc.wait()
-        except BaseException:
-            run.kill_all(proc.pid)
-            proc.wait()
-            raise
-        run.kill_all(proc.pid)
-    return run.collect(returncode, timed_out, time.monotonic() - started)
+    return asyncio.run(run_claude_async(prompt, **options))
 
 
 async def run_claude_async(
@@ -405,8 +357,10 @@ async def run_claude_async(
     timeout: float = 60.0,  # noqa: ASYNC109 - on expiry the process group is killed, not just the await
     run_id: str | None = None,
 ) -> ClaudeResult:
-    """Async :func:`run_claude`: awaits the CLI without blocking the event loop.
+    """Run ``claude -p prompt`` to completion (or ``timeout`` s) without blocking the event loop.
 
+    ``permission_tool=None`` omits ``--permission-prompt-tool``; ``mcp_config=None``
+    omits ``--mcp-config`` (``--strict-mcp-config`` is always passed).
     Run it as a task (``asyncio.create_task``) to act on the server meanwhile.
     Cancelling the task kills the CLI and its children.
     """
