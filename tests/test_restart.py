@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,21 @@ async def test_sigkill_during_a_wait_leaves_an_abandoned_row(tmp_path: Path) -> 
     assert first_row["reason"] == "fine"
     assert [a["outcome"] for a in first_row["answers"]] == ["applied"]
     assert "abandoned" in restarted.log()
+
+
+async def test_a_graceful_stop_denies_waiting_requests_with_a_reason(server: ServerProcess) -> None:
+    async with server.api() as api, server.mcp() as mcp:
+        waiting = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "x"}}))
+        pending = await wait_for_pending(api)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        result = await asyncio.wait_for(waiting, 10)
+        await asyncio.to_thread(server.process.wait, 10)
+    answer = json.loads(result.content[0].text)
+    assert answer["behavior"] == "deny"
+    assert answer["message"].startswith("approval-server is shutting down")
+    server.start()
+    async with server.api() as api:
+        row = (await api.get(f"/api/requests/{pending['id']}")).json()
+    assert row["status"] == "denied"
+    assert row["decided_by"] == "approval-server"

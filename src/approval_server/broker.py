@@ -9,6 +9,7 @@ waiter wakes, subscribers hear of it and the other channels withdraw the request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from approval_server.render import render_text
 from approval_server.store import Store
 
 logger = logging.getLogger(__name__)
+
+SHUTDOWN_MESSAGE = "approval-server is shutting down, so the action was denied before anyone approved it"
 
 
 def _now() -> datetime:
@@ -47,6 +50,8 @@ class Broker:
         self.timeout = timeout
         self._waiters: dict[str, asyncio.Future[ApprovalRequest]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._shutting_down = False
+        self._drained = asyncio.Event()
 
     @property
     def pending_count(self) -> int:
@@ -54,6 +59,8 @@ class Broker:
 
     async def submit(self, call: ToolCall) -> Decision:
         """Ask for a decision on `call` and wait for it. Never raises, except to propagate cancellation."""
+        if self._shutting_down:
+            return Decision.deny(SHUTDOWN_MESSAGE)
         request = ApprovalRequest.open(call, render_text(call), _now(), self.timeout)
         waiter: asyncio.Future[ApprovalRequest] = asyncio.get_running_loop().create_future()
         self._waiters[request.id] = waiter
@@ -72,6 +79,8 @@ class Broker:
             return internal_error(request.id)
         finally:
             del self._waiters[request.id]
+            if self._shutting_down and not self._waiters:
+                self._drained.set()
 
     async def _submit(self, request: ApprovalRequest, waiter: asyncio.Future[ApprovalRequest]) -> Decision:
         await self.store.insert(request)
@@ -136,6 +145,15 @@ class Broker:
         if ids:
             logger.warning("marked %d request(s) left pending by a previous run as abandoned", len(ids))
         return ids
+
+    async def shut_down(self) -> None:
+        """Deny every waiting request and refuse new ones, so each agent reads why instead of a dropped connection."""
+        self._shutting_down = True
+        for request_id in list(self._waiters):
+            await self._close_quietly(request_id, Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, SHUTDOWN_MESSAGE))
+        if self._waiters:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), 2)
 
     def _after_close(self, row: ApprovalRequest) -> None:
         waiter = self._waiters.get(row.id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import sys
 
 import uvicorn
@@ -18,6 +20,22 @@ from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
 from approval_server.policy import AskForEverything
 from approval_server.security import load_tokens
 from approval_server.store import Store
+
+# Time for the deny answers of the requests just closed to be written before connections close.
+RESPONSE_FLUSH_SECONDS = 0.2
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn, denying waiting requests first when asked to stop, so their agents get an answer."""
+
+    def __init__(self, config: uvicorn.Config, broker: Broker) -> None:
+        super().__init__(config)
+        self._broker = broker
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._broker.shut_down()
+        await asyncio.sleep(RESPONSE_FLUSH_SECONDS)
+        await super().shutdown(sockets)
 
 
 def configure_logging(level: str) -> None:
@@ -71,4 +89,4 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=5,
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    _Server(config, broker).run()
