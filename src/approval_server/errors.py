@@ -3,10 +3,9 @@
 ApprovalServerError
  ├── ConfigError          bad settings or .env: a readable message, exit code 2
  ├── StoreError           the database failed (mapped from SQLAlchemy at the store boundary)
- ├── ChannelError         a channel could not deliver (mapped from each provider's own errors)
+ ├── ServerUnreachable     the CLI could not get an answer from the running server (client.py)
  └── HTTPError            an answer to an HTTP client, carrying its status
       ├── BadRequest      400: malformed JSON or fields
-      ├── Unauthorized    401: missing or wrong bearer token
       ├── NotFound        404: no such request
       └── RequestClosed   409: the request has left `pending` already
 """
@@ -26,10 +25,6 @@ class StoreError(ApprovalServerError):
     """The database could not complete an operation."""
 
 
-class ChannelError(ApprovalServerError):
-    """A channel could not deliver a message."""
-
-
 class HTTPError(ApprovalServerError):
     """An error answered to an HTTP client as JSON `{"error": code, "detail": message}`."""
 
@@ -44,11 +39,6 @@ class HTTPError(ApprovalServerError):
 class BadRequest(HTTPError):
     status_code = 400
     code = "bad_request"
-
-
-class Unauthorized(HTTPError):
-    status_code = 401
-    code = "unauthorized"
 
 
 class NotFound(HTTPError):
