@@ -123,3 +123,19 @@ async def test_requests_approve_deny_and_doctor_against_a_running_server(server:
         doctor = await asyncio.to_thread(cli, "doctor", cwd=tmp_path, env=env)
         assert doctor.returncode == 0, doctor.stdout
         assert "All checks passed." in doctor.stdout
+
+
+def test_whatsapp_settings_are_checked_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "TWILIO_ACCOUNT_SID=AC" + "0" * 32 + "\nTWILIO_AUTH_TOKEN=secret-token\nAPPROVAL_PHONE=+1234567890\n"
+    )
+    result = cli("serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "'+1234567890' is not a valid phone number" in result.stderr
+    (tmp_path / ".env").write_text("TWILIO_ACCOUNT_SID=AC" + "0" * 32 + "\nAPPROVAL_PHONE=+14155550123\n")
+    result = cli("serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "WhatsApp is half configured" in result.stderr
+    assert "TWILIO_AUTH_TOKEN" in result.stderr
+    assert "PUBLIC_URL" in result.stderr

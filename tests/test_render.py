@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from approval_server.models import ToolCall
-from approval_server.render import render_text, visible
+from approval_server.render import monospace, render_text, render_whatsapp, visible
 
 
 def test_long_commands_are_never_cut() -> None:
     command = "echo " + "a" * 5000 + " && rm -rf /"
-    text = render_text(ToolCall("Bash", {"command": command, "description": "why"}))
+    text = render_text("Bash", {"command": command, "description": "why"})
     assert command in text
     assert "Reason: why" in text
 
@@ -34,11 +33,32 @@ def test_hidden_characters_are_shown(raw: str, shown: str) -> None:
 
 
 def test_other_tools_show_every_field() -> None:
-    text = render_text(ToolCall("Write", {"file_path": "/etc/passwd", "content": "x\u2066y"}))
+    text = render_text("Write", {"file_path": "/etc/passwd", "content": "x\u2066y"})
     assert text.splitlines() == ["Tool: Write", "file_path: /etc/passwd", "content: x⟨U+2066⟩y"]
 
 
 def test_non_string_values_are_shown_as_json() -> None:
-    text = render_text(ToolCall("Edit", {"replace_all": False, "edits": [{"a": 1}]}))
+    text = render_text("Edit", {"replace_all": False, "edits": [{"a": 1}]})
     assert "replace_all: false" in text
     assert '"a": 1' in text
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["echo *bold* _it_ ~strike~", "rm -rf / ```", "echo `id`", "a*b_c~d", "> quote\n- list\n1. item"],
+)
+def test_whatsapp_formatting_cannot_restyle_a_command(command: str) -> None:
+    text = render_whatsapp("Bash", {"command": command, "description": "*urgent* fix"})
+    blocks = text.split("```")
+    # Every value sits in a closed monospace block, and no backtick inside can end it early.
+    assert len(blocks) % 2 == 1
+    inside = blocks[1::2]
+    assert visible(command).replace("`", "⟨U+0060⟩") in inside
+    assert "*urgent* fix" in inside
+    assert all("`" not in block for block in inside)
+
+
+def test_whatsapp_text_makes_hidden_characters_visible() -> None:
+    text = render_whatsapp("Bash", {"command": "ls\u202e\u200b\x1b[0m"})
+    assert "ls⟨U+202E⟩⟨U+200B⟩⟨U+001B⟩[0m" in text
+    assert monospace("a`b") == "```a⟨U+0060⟩b```"

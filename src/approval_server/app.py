@@ -21,6 +21,8 @@ from approval_server.broker import Broker
 from approval_server.errors import HTTPError
 from approval_server.mcp_tool import build_mcp
 from approval_server.security import RequireBearer, Tokens
+from approval_server.twilio_webhook import PATH as TWILIO_WEBHOOK_PATH
+from approval_server.twilio_webhook import TwilioWebhook
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,9 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal_error", "detail": "internal error; see the server log"}, status_code=500)
 
 
-def create_app(broker: Broker, tokens: Tokens, allowed_hosts: list[str]) -> Starlette:
+def create_app(
+    broker: Broker, tokens: Tokens, allowed_hosts: list[str], twilio_webhook: TwilioWebhook | None = None
+) -> Starlette:
     mcp = build_mcp(broker)
     mcp_auth = [Middleware(RequireBearer, token=tokens.mcp, realm="MCP")]
     mcp_http = mcp.http_app(path="/mcp", middleware=mcp_auth)
@@ -64,6 +68,8 @@ def create_app(broker: Broker, tokens: Tokens, allowed_hosts: list[str]) -> Star
         Route("/sse", mcp_sse),
         Route("/messages/", mcp_sse),
     ]
+    if twilio_webhook is not None:
+        routes.append(Route(TWILIO_WEBHOOK_PATH, twilio_webhook.handle, methods=["POST"]))
     handlers: dict[Any, Any] = {HTTPError: _http_error, HTTPException: _http_error, Exception: _internal_error}
     app = Starlette(
         routes=routes,

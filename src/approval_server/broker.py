@@ -49,6 +49,7 @@ class Broker:
         self.events = events
         self.timeout = timeout
         self._waiters: dict[str, asyncio.Future[ApprovalRequest]] = {}
+        self._reach: dict[str, dict[str, str | None]] = {}  # request id → channel → why it cannot reach anyone
         self._background: set[asyncio.Task[None]] = set()
         self._shutting_down = False
         self._drained = asyncio.Event()
@@ -61,7 +62,7 @@ class Broker:
         """Ask for a decision on `call` and wait for it. Never raises, except to propagate cancellation."""
         if self._shutting_down:
             return Decision.deny(SHUTDOWN_MESSAGE)
-        request = ApprovalRequest.open(call, render_text(call), _now(), self.timeout)
+        request = ApprovalRequest.open(call, render_text(call.tool_name, call.input), _now(), self.timeout)
         waiter: asyncio.Future[ApprovalRequest] = asyncio.get_running_loop().create_future()
         self._waiters[request.id] = waiter
         try:
@@ -79,6 +80,7 @@ class Broker:
             return internal_error(request.id)
         finally:
             del self._waiters[request.id]
+            self._reach.pop(request.id, None)
             if self._shutting_down and not self._waiters:
                 self._drained.set()
 
@@ -94,10 +96,12 @@ class Broker:
             return await self._close(request.id, Answer(status, verdict.rule or "policy", "policy", verdict.reason))
 
         deliveries = await asyncio.gather(*(self._notify(channel, request) for channel in self.channels))
-        if self.channels and not any(delivery.reached for delivery in deliveries):
-            why = "; ".join(f"{c.name}: {d.detail}" for c, d in zip(self.channels, deliveries, strict=True))
-            message = f"No approval channel could reach anyone ({why}), so the action was denied"
-            return await self._close(request.id, Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, message))
+        reach = self._reach.setdefault(request.id, {})
+        for channel, delivery in zip(self.channels, deliveries, strict=True):
+            if channel.reaches_people:
+                reach.setdefault(channel.name, None if delivery.reached else delivery.detail)
+        if reach and all(why is not None for why in reach.values()):
+            return await self._close(request.id, self._unreachable(reach))
 
         try:
             async with asyncio.timeout(self.timeout):
@@ -106,6 +110,22 @@ class Broker:
             message = f"no answer within {describe_duration(self.timeout)}"
             return await self._close(request.id, Answer(Status.EXPIRED, SERVER_ACTOR, "timeout", message))
         return Decision.for_request(closed)
+
+    async def channel_unreachable(self, request_id: str, channel: str, why: str) -> None:
+        """A channel learned late (a failed delivery report) that it reaches nobody for this request.
+
+        When that leaves no channel able to reach anyone, the request is denied at once instead of expiring.
+        """
+        reach = self._reach.setdefault(request_id, {})
+        reach[channel] = why
+        if request_id in self._waiters and all(reason is not None for reason in reach.values()):
+            await self._close_quietly(request_id, self._unreachable(reach))
+
+    @staticmethod
+    def _unreachable(reach: dict[str, str | None]) -> Answer:
+        why = "; ".join(f"{name}: {reason}" for name, reason in reach.items())
+        message = f"No approval channel could reach anyone ({why}), so the action was denied"
+        return Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, message)
 
     async def _notify(self, channel: Channel, request: ApprovalRequest) -> Delivery:
         try:

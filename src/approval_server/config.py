@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+import phonenumbers
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from approval_server.errors import ConfigError
@@ -14,9 +16,34 @@ from approval_server.errors import ConfigError
 _ALL_INTERFACES = ("0.0.0.0", "::", "")  # noqa: S104 (recognised, not bound)
 
 
+def _e164(number: str) -> str:
+    """`+1 (415) 555-0123` or `whatsapp:+14155550123` → `+14155550123`; anything else is a `ValueError`."""
+    text = number.strip().removeprefix("whatsapp:")
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_valid_number(parsed):
+        raise ValueError(
+            f"{number.strip()!r} is not a valid phone number (use the international form, e.g. +14155550123)"
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "approval-server"
+
+
+@dataclass(frozen=True)
+class WhatsAppSettings:
+    account_sid: str
+    auth_token: str
+    sender: str
+    approvers: list[str]
+    webhook_url: str
+    content_sid: str | None
+    api_base_url: str | None
 
 
 class Settings(BaseSettings):
@@ -34,6 +61,63 @@ class Settings(BaseSettings):
     approval_mcp_token: SecretStr | None = Field(default=None, min_length=16)
     approval_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     approval_log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    twilio_account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")
+    twilio_auth_token: SecretStr | None = None
+    twilio_whatsapp_from: str | None = None
+    twilio_content_sid: str | None = Field(default=None, pattern=r"^HX[0-9a-fA-F]{32}$")
+    twilio_api_base_url: HttpUrl | None = None
+    approval_phone: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("twilio_account_sid", "twilio_content_sid", "twilio_whatsapp_from", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("twilio_whatsapp_from")
+    @classmethod
+    def _whatsapp_address(cls, value: str | None) -> str | None:
+        return None if value is None else "whatsapp:" + _e164(value)
+
+    @field_validator("approval_phone", mode="before")
+    @classmethod
+    def _phone_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [_e164(number) for number in value.split(",") if number.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _whatsapp_complete(self) -> Settings:
+        needed = {
+            "TWILIO_ACCOUNT_SID": self.twilio_account_sid,
+            "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+            "TWILIO_WHATSAPP_FROM": self.twilio_whatsapp_from,
+            "APPROVAL_PHONE": self.approval_phone or None,
+            "PUBLIC_URL": self.public_url,
+        }
+        given = [name for name, value in needed.items() if value is not None and name != "PUBLIC_URL"]
+        missing = [name for name, value in needed.items() if value is None]
+        if given and missing:
+            raise ValueError(
+                f"WhatsApp is half configured: {', '.join(given)} set but {', '.join(missing)} missing "
+                "(PUBLIC_URL is the public base URL Twilio calls, needed to check its signatures)"
+            )
+        return self
+
+    @property
+    def whatsapp(self) -> WhatsAppSettings | None:
+        """The WhatsApp settings, complete (the validator saw to it), or None when WhatsApp is off."""
+        if not (self.twilio_account_sid and self.twilio_auth_token and self.twilio_whatsapp_from and self.public_url):
+            return None
+        return WhatsAppSettings(
+            account_sid=self.twilio_account_sid,
+            auth_token=self.twilio_auth_token.get_secret_value(),
+            sender=self.twilio_whatsapp_from,
+            approvers=list(self.approval_phone),
+            webhook_url=str(self.public_url).rstrip("/") + "/twilio-webhook",
+            content_sid=self.twilio_content_sid,
+            api_base_url=str(self.twilio_api_base_url).rstrip("/") if self.twilio_api_base_url else None,
+        )
 
     @field_validator("approval_allowed_hosts", mode="before")
     @classmethod

@@ -11,10 +11,11 @@ import json
 import unicodedata
 from typing import Any
 
-from approval_server.models import ToolCall
+from approval_server.models import JSONObject
 
 _HIDDEN_CATEGORIES = {"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"}
 _ESCAPE_OPEN = "⟨"
+FENCE = "```"
 
 
 def _is_hidden(char: str) -> bool:
@@ -32,26 +33,52 @@ def _is_hidden(char: str) -> bool:
     return 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF or code in (0x115F, 0x1160, 0x3164, 0xFFA0)
 
 
+def escape(char: str) -> str:
+    return f"⟨U+{ord(char):04X}⟩"
+
+
 def visible(text: str) -> str:
     """`text` with every hidden or look-alike-escape character shown as `⟨U+XXXX⟩`."""
-    return "".join(f"⟨U+{ord(char):04X}⟩" if _is_hidden(char) else char for char in text)
+    return "".join(escape(char) if _is_hidden(char) else char for char in text)
+
+
+def monospace(text: str) -> str:
+    """`text` as a WhatsApp monospace block, inside which `*bold*`, `_italic_` and `~strike~` are shown as typed.
+
+    A backtick could close the block and let the rest be restyled, so backticks are shown as `⟨U+0060⟩`.
+    """
+    return FENCE + visible(text).replace("`", escape("`")) + FENCE
 
 
 def _value(value: Any) -> str:
-    if isinstance(value, str):
-        return visible(value)
-    return visible(json.dumps(value, ensure_ascii=False, indent=2))
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2)
 
 
-def render_text(call: ToolCall) -> str:
-    """The full, plain-text description of a tool call that every channel shows."""
-    lines = [f"Tool: {visible(call.tool_name)}"]
-    fields = dict(call.input)
-    if call.tool_name == "Bash" and isinstance(fields.get("command"), str):
-        lines.append("Command:")
-        lines.append(_value(fields.pop("command")))
-        if isinstance(fields.get("description"), str):
-            lines.append(f"Reason: {_value(fields.pop('description'))}")
-    for key, value in fields.items():
-        lines.append(f"{visible(key)}: {_value(value)}")
+def fields(tool_name: str, tool_input: JSONObject) -> list[tuple[str, str]]:
+    """The labelled parts of a tool call, in the order a human should read them; values are raw text."""
+    rest = dict(tool_input)
+    parts: list[tuple[str, str]] = []
+    if tool_name == "Bash" and isinstance(rest.get("command"), str):
+        parts.append(("Command", rest.pop("command")))
+        if isinstance(rest.get("description"), str):
+            parts.append(("Reason", rest.pop("description")))
+    return parts + [(key, _value(value)) for key, value in rest.items()]
+
+
+def render_text(tool_name: str, tool_input: JSONObject) -> str:
+    """The full, plain-text description of a tool call, as stored with the request and shown in logs."""
+    lines = [f"Tool: {visible(tool_name)}"]
+    for label, value in fields(tool_name, tool_input):
+        shown = visible(value)
+        lines.append(
+            f"{visible(label)}:\n{shown}" if "\n" in shown or label == "Command" else f"{visible(label)}: {shown}"
+        )
+    return "\n".join(lines)
+
+
+def render_whatsapp(tool_name: str, tool_input: JSONObject) -> str:
+    """The same description for WhatsApp: every value in a monospace block, so nothing in it can restyle text."""
+    lines = [f"Tool: {monospace(tool_name)}"]
+    for label, value in fields(tool_name, tool_input):
+        lines.append(f"{visible(label)}:\n{monospace(value)}")
     return "\n".join(lines)

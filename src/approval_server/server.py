@@ -12,17 +12,27 @@ import uvicorn
 from approval_server import __version__
 from approval_server.app import create_app
 from approval_server.broker import Broker
+from approval_server.channels import Channel
 from approval_server.channels.log import LogChannel
-from approval_server.config import Settings
+from approval_server.channels.whatsapp import WhatsAppChannel
+from approval_server.config import Settings, WhatsAppSettings
 from approval_server.decision import describe_duration
 from approval_server.events import EventHub
 from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
 from approval_server.policy import AskForEverything
 from approval_server.security import load_tokens
 from approval_server.store import Store
+from approval_server.twilio_webhook import TwilioWebhook
 
 # Time for the deny answers of the requests just closed to be written before connections close.
 RESPONSE_FLUSH_SECONDS = 0.2
+
+
+def whatsapp_status(whatsapp: WhatsAppSettings | None) -> str:
+    if whatsapp is None:
+        return "off (set the TWILIO_* settings, APPROVAL_PHONE and PUBLIC_URL to turn it on)"
+    template = "with buttons" if whatsapp.content_sid else "plain text (no TWILIO_CONTENT_SID)"
+    return f"{len(whatsapp.approvers)} approver(s), {template}; Twilio webhook: {whatsapp.webhook_url}"
 
 
 class _Server(uvicorn.Server):
@@ -54,14 +64,20 @@ def serve(settings: Settings) -> None:
     tokens, created = load_tokens(settings)
     store = Store(settings.database_url)
     store.migrate()
+    channels: list[Channel] = [LogChannel()]
+    whatsapp_settings = settings.whatsapp
+    whatsapp = WhatsAppChannel(whatsapp_settings, store) if whatsapp_settings else None
+    if whatsapp is not None:
+        channels.append(whatsapp)
     broker = Broker(
         store=store,
         policy=AskForEverything(),
-        channels=[LogChannel()],
+        channels=channels,
         events=EventHub(),
         timeout=settings.approval_timeout_seconds,
     )
-    app = create_app(broker, tokens, settings.allowed_hosts)
+    webhook = TwilioWebhook(broker, whatsapp, whatsapp_settings) if whatsapp and whatsapp_settings else None
+    app = create_app(broker, tokens, settings.allowed_hosts, webhook)
 
     url = settings.local_url
     lines = [
@@ -71,6 +87,7 @@ def serve(settings: Settings) -> None:
         f"  Claude Code tool:      mcp__{SERVER_NAME}__{TOOL_NAME}",
         f"  Requests expire after: {describe_duration(settings.approval_timeout_seconds)} (then denied)",
         f"  Database:              {store.describe()}",
+        f"  WhatsApp:              {whatsapp_status(whatsapp_settings)}",
     ]
     for path in created:
         token = tokens.api if path.name == "api-token" else tokens.mcp

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from approval_server.errors import StoreError
 from approval_server.models import Answer, ApprovalRequest, Status
-from approval_server.tables import answers, requests
+from approval_server.tables import answers, outbound_messages, requests, seen_webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    sid: str
+    request_id: str
+    recipient: str
+    status: str
 
 
 def _row_to_request(row: sa.Row[Any]) -> ApprovalRequest:
@@ -197,3 +206,52 @@ class Store:
             ]
 
         return await self._run(work)
+
+    async def record_outbound(
+        self, sid: str, request_id: str, channel: str, recipient: str, status: str, at: datetime
+    ) -> None:
+        values = {
+            "sid": sid,
+            "request_id": request_id,
+            "channel": channel,
+            "recipient": recipient,
+            "status": status,
+            "created_at": at,
+            "updated_at": at,
+        }
+        await self._run(lambda c: c.execute(outbound_messages.insert().values(values)))
+
+    async def outbound(self, sid: str) -> OutboundMessage | None:
+        def work(c: Connection) -> OutboundMessage | None:
+            row = c.execute(outbound_messages.select().where(outbound_messages.c.sid == sid)).first()
+            return OutboundMessage(row.sid, row.request_id, row.recipient, row.status) if row else None
+
+        return await self._run(work)
+
+    async def report_delivery(
+        self, sid: str, status: str, error_code: str | None, at: datetime
+    ) -> list[OutboundMessage]:
+        """Record a delivery report; returns every message sent for the same request, as they now stand."""
+
+        def work(c: Connection) -> list[OutboundMessage]:
+            c.execute(
+                outbound_messages.update()
+                .where(outbound_messages.c.sid == sid)
+                .values(status=status, error_code=error_code, updated_at=at)
+            )
+            request_id = sa.select(outbound_messages.c.request_id).where(outbound_messages.c.sid == sid)
+            rows = c.execute(outbound_messages.select().where(outbound_messages.c.request_id.in_(request_id)))
+            return [OutboundMessage(row.sid, row.request_id, row.recipient, row.status) for row in rows]
+
+        return await self._run(work)
+
+    async def first_sighting(self, key: str, at: datetime) -> bool:
+        """True the first time `key` is seen, False on every later delivery of the same webhook."""
+
+        try:
+            await self._run(lambda c: c.execute(seen_webhooks.insert().values(key=key, at=at)))
+            return True
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sa.exc.IntegrityError):  # a concurrent delivery of the same webhook won
+                return False
+            raise

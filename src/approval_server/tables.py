@@ -64,3 +64,26 @@ answers = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Index("ix_answers_request_id", "request_id"),
 )
+
+# Messages sent to approvers, so a reply or a delivery report can be tied back to its request.
+outbound_messages = sa.Table(
+    "outbound_messages",
+    metadata,
+    sa.Column("sid", sa.String(64), primary_key=True),
+    sa.Column("request_id", sa.String(16), sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("error_code", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_outbound_messages_request_id", "request_id"),
+)
+
+# Inbound webhook deliveries already handled: a retried delivery is applied once.
+seen_webhooks = sa.Table(
+    "seen_webhooks",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+)

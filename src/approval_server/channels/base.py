@@ -23,6 +23,9 @@ class Delivery:
 
 class Channel:
     name: str = "channel"
+    # False for a channel that only records (the log): when every channel that does reach people fails,
+    # the request is denied at once rather than left to expire.
+    reaches_people: bool = True
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
         raise NotImplementedError

@@ -13,6 +13,7 @@ logger = logging.getLogger("approval_server.requests")
 
 class LogChannel(Channel):
     name = "log"
+    reaches_people = False
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
         logger.info(

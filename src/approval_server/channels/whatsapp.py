@@ -1,0 +1,195 @@
+"""The WhatsApp channel, through Twilio: each approver gets the request with Approve / Deny buttons.
+
+Outbound messages go through the official `twilio` client with its asyncio HTTP client, so sending never
+blocks the event loop. Answers come back through `/twilio-webhook` (see `twilio_webhook`), which uses
+`parse_answer` and `delivery_report` here to turn Twilio's form fields into neutral answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from approval_server.channels.base import Channel, Delivery
+from approval_server.config import WhatsAppSettings
+from approval_server.decision import describe_duration
+from approval_server.models import ApprovalRequest, Status
+from approval_server.render import monospace, render_whatsapp, visible
+from approval_server.store import OutboundMessage, Store
+
+logger = logging.getLogger(__name__)
+
+# Twilio's limit for a message body is 1,600 characters; a quick-reply template's text is 1,024 with variables.
+TEMPLATE_TEXT_LIMIT = 900
+PART_LIMIT = 1400
+# Past this, the input is not split into parts but summarised with its exact length.
+MAX_SHOWN = 6 * PART_LIMIT
+FAILED = {"failed", "undelivered"}
+# Twilio refused the template itself: send the same request as plain text instead.
+TEMPLATE_REFUSED = {63016, 63021, 63024, 63027, 21656, 20404}
+
+_ANSWER = re.compile(r"^\s*(approve|deny|yes|no)(?:\s+([a-z0-9]{8}))?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class InboundAnswer:
+    """An approver's reply, in neutral terms: what they said, about which request, in answer to which message."""
+
+    sender: str
+    decision: Literal["allow", "deny"] | None
+    request_id: str | None
+    replied_to: str | None
+
+
+def parse_answer(sender: str, body: str, button_payload: str | None, replied_to: str | None) -> InboundAnswer:
+    """`APPROVE 7kq2m9xa`, `deny`, a button tap carrying `approve 7kq2m9xa`: any case, surrounding spaces."""
+    match = _ANSWER.match(button_payload or body or "")
+    if match is None:
+        return InboundAnswer(sender, None, None, replied_to)
+    word, request_id = match.group(1).lower(), match.group(2)
+    decision: Literal["allow", "deny"] = "allow" if word in ("approve", "yes") else "deny"
+    return InboundAnswer(sender, decision, request_id.lower() if request_id else None, replied_to)
+
+
+def _split(text: str, size: int) -> list[str]:
+    """Cut `text` into pieces of at most `size` characters, never inside a `⟨U+XXXX⟩` escape."""
+    pieces: list[str] = []
+    while len(text) > size:
+        cut = size
+        opening = text.rfind("⟨", 0, cut)
+        if opening != -1 and text.find("⟩", opening) >= cut:
+            cut = opening
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text]
+
+
+class WhatsAppChannel(Channel):
+    name = "whatsapp"
+
+    def __init__(self, settings: WhatsAppSettings, store: Store) -> None:
+        self._http = AsyncTwilioHttpClient(timeout=15)
+        self._client = Client(settings.account_sid, settings.auth_token, http_client=self._http)
+        if settings.api_base_url:
+            self._client.api.base_url = settings.api_base_url
+            self._client.content.base_url = settings.api_base_url
+        self._sender = settings.sender
+        self.approvers = settings.approvers
+        self._status_callback = settings.webhook_url
+        self._store = store
+        self._content_sid = settings.content_sid
+
+    async def notify(self, request: ApprovalRequest) -> Delivery:
+        results = await asyncio.gather(*(self._ask(approver, request) for approver in self.approvers))
+        failures = [detail for detail in results if detail]
+        if len(failures) == len(self.approvers):
+            return Delivery(reached=False, detail="; ".join(failures))
+        return Delivery(reached=True, detail=f"sent to {len(self.approvers) - len(failures)} approver(s)")
+
+    async def _ask(self, approver: str, request: ApprovalRequest) -> str | None:
+        """Send the request to one approver; returns why it failed, or None."""
+        described = render_whatsapp(request.tool_name, request.input)
+        seconds = (request.expires_at - request.created_at).total_seconds()
+        expiry = f"⏱️ Expires in {describe_duration(seconds)} ({request.expires_at:%H:%M} UTC)"
+        try:
+            if len(described) <= TEMPLATE_TEXT_LIMIT:
+                shown = f"{described}\n\n{expiry}"
+            elif len(described) <= MAX_SHOWN:
+                parts = _split(visible_text(request), PART_LIMIT)
+                for number, part in enumerate(parts, 1):
+                    head = f"Request {request.id}, part {number}/{len(parts)} of the input:\n"
+                    await self._send(approver, request.id, body=head + monospace(part))
+                shown = (
+                    f"Tool: {monospace(request.tool_name)}\nThe full input ({len(visible_text(request)):,} "
+                    f"characters) is in the {len(parts)} numbered messages above.\n\n{expiry}"
+                )
+            else:
+                shown = (
+                    f"Tool: {monospace(request.tool_name)}\nThe input is {len(visible_text(request)):,} characters "
+                    f"long, too long to show here. Read it in full with `approval-server show {request.id}` "
+                    f"before you answer.\n\n{expiry}"
+                )
+            await self._send_request(approver, request.id, shown)
+        except TwilioRestException as exc:
+            logger.warning("WhatsApp message for request %s to %s failed: %s", request.id, approver, exc.msg)
+            return f"{approver}: Twilio error {exc.code}"
+        return None
+
+    async def _send_request(self, approver: str, request_id: str, shown: str) -> None:
+        if self._content_sid:
+            variables = json.dumps({"1": shown, "2": request_id}, ensure_ascii=False)
+            try:
+                await self._send(approver, request_id, content_sid=self._content_sid, content_variables=variables)
+                return
+            except TwilioRestException as exc:
+                if exc.code not in TEMPLATE_REFUSED:
+                    raise
+                logger.warning("Twilio refused the template (%s); sending plain text instead", exc.code)
+        body = f"🔔 Approval request {request_id}\n\n{shown}\n\nReply APPROVE {request_id} or DENY {request_id}."
+        await self._send(approver, request_id, body=body)
+
+    async def _send(self, to: str, request_id: str | None, **content: str) -> str:
+        message = await self._client.messages.create_async(
+            from_=self._sender, to=f"whatsapp:{to}", status_callback=self._status_callback, **content
+        )
+        sid: str = message.sid
+        if request_id is not None:
+            await self._store.record_outbound(sid, request_id, self.name, to, message.status or "queued", _now())
+        return sid
+
+    async def tell(self, to: str, text: str) -> None:
+        """A short notice to one approver (a confirmation, a refusal); failures are logged, never raised."""
+        try:
+            await self._send(to, None, body=text)
+        except TwilioRestException as exc:
+            logger.warning("could not send a notice to %s: %s", to, exc.msg)
+
+    async def withdraw(self, request: ApprovalRequest) -> None:
+        """Tell the approvers how the request ended: the one who answered gets a confirmation, the others who."""
+        for approver in self.approvers:
+            await self.tell(approver, outcome_notice(request, approver))
+
+    async def delivery_report(self, sid: str, status: str, error_code: str | None) -> tuple[str, str] | None:
+        """Record a status callback. Returns (request id, why) when no approver can be reached for that request."""
+        messages: list[OutboundMessage] = await self._store.report_delivery(sid, status, error_code, _now())
+        if status not in FAILED or not messages:
+            return None
+        by_approver: dict[str, list[str]] = {}
+        for message in messages:
+            by_approver.setdefault(message.recipient, []).append(message.status)
+        if all(any(s in FAILED for s in statuses) for statuses in by_approver.values()):
+            why = f"every WhatsApp message failed (last: {status}, Twilio error {error_code or 'none'})"
+            return messages[0].request_id, why
+        return None
+
+    async def aclose(self) -> None:
+        await self._http.close()
+
+
+def visible_text(request: ApprovalRequest) -> str:
+    return visible(json.dumps(request.input, ensure_ascii=False, indent=1))
+
+
+def outcome_notice(request: ApprovalRequest, approver: str) -> str:
+    ref = f"Request {request.id}"
+    if request.status in (Status.ALLOWED, Status.DENIED):
+        verb = "approved" if request.status is Status.ALLOWED else "denied"
+        if request.decided_by == approver and request.decided_via == WhatsAppChannel.name:
+            return f"✅ {ref} {verb}. Thank you."
+        return f"{ref} was {verb} by {visible(request.decided_by or 'someone')} via {request.decided_via}."
+    if request.status is Status.EXPIRED:
+        return f"⌛ {ref} expired with no answer, so it was denied."
+    return f"{ref} is over ({request.status.value}); no answer is needed."
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
