@@ -172,6 +172,19 @@ def mcp_config(
     typer.echo(json.dumps({"mcpServers": {SERVER_NAME: server}}, indent=2))
 
 
+@app.command("setup-template")
+def setup_template(
+    config: Annotated[Path, typer.Option(help="The template definition.")] = Path("template_config.json"),
+    env_file: EnvFile = ENV_DEFAULT,
+) -> None:
+    """Create the WhatsApp template with Approve / Deny buttons and write its SID into .env (safe to rerun)."""
+    from approval_server.template_setup import set_up_template
+
+    sid, created = set_up_template(_settings(env_file), config, env_file)
+    typer.echo(f"{'Created' if created else 'Found'} template {sid}; TWILIO_CONTENT_SID={sid} is in {env_file}.")
+    typer.echo("Restart the server to use it.")
+
+
 @app.command()
 def stdio(env_file: EnvFile = ENV_DEFAULT) -> None:
     """Serve MCP on stdin/stdout for Claude Code to spawn, forwarding to the running server."""

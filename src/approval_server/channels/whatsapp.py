@@ -77,11 +77,9 @@ class WhatsAppChannel(Channel):
     name = "whatsapp"
 
     def __init__(self, settings: WhatsAppSettings, store: Store) -> None:
-        self._http = AsyncTwilioHttpClient(timeout=15)
-        self._client = Client(settings.account_sid, settings.auth_token, http_client=self._http)
-        if settings.api_base_url:
-            self._client.api.base_url = settings.api_base_url
-            self._client.content.base_url = settings.api_base_url
+        self._settings = settings
+        self._http: AsyncTwilioHttpClient | None = None
+        self._client: Client | None = None
         self._sender = settings.sender
         self.approvers = settings.approvers
         self._status_callback = settings.webhook_url
@@ -137,8 +135,18 @@ class WhatsAppChannel(Channel):
         body = f"🔔 Approval request {request_id}\n\n{shown}\n\nReply APPROVE {request_id} or DENY {request_id}."
         await self._send(approver, request_id, body=body)
 
+    def _twilio(self) -> Client:
+        """The Twilio client, made on first use: its aiohttp session must be created inside the running loop."""
+        if self._client is None:
+            self._http = AsyncTwilioHttpClient(timeout=15)
+            self._client = Client(self._settings.account_sid, self._settings.auth_token, http_client=self._http)
+            if self._settings.api_base_url:
+                self._client.api.base_url = self._settings.api_base_url
+                self._client.content.base_url = self._settings.api_base_url
+        return self._client
+
     async def _send(self, to: str, request_id: str | None, **content: str) -> str:
-        message = await self._client.messages.create_async(
+        message = await self._twilio().messages.create_async(
             from_=self._sender, to=f"whatsapp:{to}", status_callback=self._status_callback, **content
         )
         sid: str = message.sid
@@ -172,7 +180,8 @@ class WhatsAppChannel(Channel):
         return None
 
     async def aclose(self) -> None:
-        await self._http.close()
+        if self._http is not None:
+            await self._http.close()
 
 
 def visible_text(request: ApprovalRequest) -> str:
