@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_twilio import FakeTwilio
 from tests.support import ServerProcess
+from tests.whatsapp_support import PUBLIC_URL, whatsapp_env
 
 
 @pytest.fixture
@@ -27,3 +29,22 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 @pytest.fixture
 def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
     return start_server()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    """A local fake Twilio, stopped at the end."""
+    with FakeTwilio() as twilio:
+        yield twilio
+
+
+@pytest.fixture
+def start_whatsapp(start_server: Callable[..., ServerProcess], fake: FakeTwilio) -> Callable[..., ServerProcess]:
+    """Start the server with WhatsApp on, talking to the fake, whose webhooks reach it signed for PUBLIC_URL."""
+
+    def start(**extra: str) -> ServerProcess:
+        server = start_server(**whatsapp_env(fake, **extra))
+        fake.configure_webhook(f"{PUBLIC_URL}/twilio-webhook", deliver_to=f"{server.url}/twilio-webhook")
+        return server
+
+    return start

@@ -5,68 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
 
-from approval_server.template_setup import content_create_request, read_config
-from tests.fake_twilio import DEFAULT_SENDER, FakeTwilio
-from tests.support import REPO, ServerProcess, wait_for_pending
+from tests.fake_twilio import FakeTwilio
+from tests.support import ServerProcess, wait_for_pending
+from tests.whatsapp_support import ALICE, BOB, MALLORY, PUBLIC_URL, make_template, sent_to, text_of
 
 TOOL = "permissions__approve"
-PUBLIC_URL = "https://abc123.ngrok.app"
-ALICE, BOB, MALLORY = "+14155552671", "+14155552672", "+4915123456789"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as twilio:
-        yield twilio
-
-
-def make_template(fake: FakeTwilio) -> str:
-    request = content_create_request(read_config(REPO / "template_config.json"))
-    sid: str = fake.client().content.v1.contents.create(request).sid
-    return sid
-
-
-def whatsapp_env(fake: FakeTwilio, **extra: str) -> dict[str, str]:
-    return {
-        "TWILIO_ACCOUNT_SID": fake.account_sid,
-        "TWILIO_AUTH_TOKEN": fake.auth_token,
-        "TWILIO_WHATSAPP_FROM": DEFAULT_SENDER,
-        "TWILIO_API_BASE_URL": fake.base_url,
-        "APPROVAL_PHONE": f"{ALICE}, {BOB}",
-        "PUBLIC_URL": PUBLIC_URL,
-        **extra,
-    }
-
-
-@pytest.fixture
-def start_whatsapp(start_server: Callable[..., ServerProcess], fake: FakeTwilio) -> Callable[..., ServerProcess]:
-    def start(**extra: str) -> ServerProcess:
-        server = start_server(**whatsapp_env(fake, **extra))
-        fake.configure_webhook(f"{PUBLIC_URL}/twilio-webhook", deliver_to=f"{server.url}/twilio-webhook")
-        return server
-
-    return start
-
-
-async def sent_to(fake: FakeTwilio, number: str, count: int = 1, within: float = 10) -> list[Any]:
-    for _ in range(int(within / 0.02)):
-        messages = [m for m in fake.sent if m.to == f"whatsapp:{number}"]
-        if len(messages) >= count:
-            return messages
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{count} message(s) to {number} not sent: {[m.to for m in fake.sent]}")
-
-
-def text_of(message: Any) -> str:
-    if message.content_variables:
-        return "\n".join(message.content_variables.values())
-    return str(message.body)
 
 
 async def test_a_tap_on_approve_allows_and_everyone_hears_of_it(
@@ -100,7 +48,7 @@ async def test_a_tap_on_approve_allows_and_everyone_hears_of_it(
     assert (row["status"], row["decided_by"], row["decided_via"]) == ("allowed", ALICE, "whatsapp")
     confirmation = (await sent_to(fake, ALICE, 2))[-1]
     notice = (await sent_to(fake, BOB, 2))[-1]
-    assert confirmation.body.startswith(f"✅ Request {pending['id']} approved")
+    assert text_of(confirmation).startswith(f"✅ Request {pending['id']} approved")
     assert notice.body == f"Request {pending['id']} was approved by {ALICE} via whatsapp."
 
 
@@ -113,7 +61,7 @@ async def test_a_text_reply_denies_and_the_agent_reads_who(
         pending = await wait_for_pending(api)
         plain = (await sent_to(fake, ALICE))[0]
         assert plain.content_sid is None
-        assert f"Reply APPROVE {pending['id']} or DENY {pending['id']}" in plain.body
+        assert f"Reply APPROVE {pending['id']} or DENY {pending['id']}" in text_of(plain)
         response = await fake.send_inbound(from_=BOB, body=f"  deny {pending['id'].upper()}  ")
         assert response.status_code == 200
         answer = json.loads((await call).content[0].text)
@@ -222,7 +170,7 @@ async def test_long_input_arrives_in_numbered_parts_and_nothing_is_dropped(
         pending = await wait_for_pending(api)
         messages = await sent_to(fake, ALICE, 4)
         call.cancel()
-    parts = [m.body for m in messages if "part " in (m.body or "")]
+    parts = [text_of(m) for m in messages if "part " in text_of(m)]
     assert len(parts) >= 3
     assert all(len(body) <= 1600 for body in parts)
     assert "THE-END" in parts[-1]
@@ -274,7 +222,7 @@ async def test_a_refused_template_falls_back_to_plain_text(
         plain = [m for m in await sent_to(fake, ALICE) if m.content_sid is None]
         call.cancel()
     assert plain
-    assert f"Reply APPROVE {pending['id']}" in plain[0].body
+    assert f"Reply APPROVE {pending['id']}" in text_of(plain[0])
 
 
 async def test_a_thousand_hostile_webhooks_change_nothing_and_never_500(

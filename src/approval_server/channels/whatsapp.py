@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+import aiohttp
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
@@ -36,6 +37,8 @@ MAX_SHOWN = 6 * PART_LIMIT
 FAILED = {"failed", "undelivered"}
 # Twilio refused the template itself: send the same request as plain text instead.
 TEMPLATE_REFUSED = {63016, 63021, 63024, 63027, 21656, 20404}
+
+NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 _ANSWER = re.compile(r"^\s*(approve|deny|yes|no)(?:\s+([a-z0-9]{8}))?\s*$", re.IGNORECASE)
 
@@ -120,6 +123,9 @@ class WhatsAppChannel(Channel):
         except TwilioRestException as exc:
             logger.warning("WhatsApp message for request %s to %s failed: %s", request.id, approver, exc.msg)
             return f"{approver}: Twilio error {exc.code}"
+        except NETWORK_ERRORS as exc:
+            logger.warning("WhatsApp message for request %s to %s failed: %r", request.id, approver, exc)
+            return f"{approver}: Twilio unreachable ({exc.__class__.__name__})"
         return None
 
     async def _send_request(self, approver: str, request_id: str, shown: str) -> None:
@@ -158,8 +164,8 @@ class WhatsAppChannel(Channel):
         """A short notice to one approver (a confirmation, a refusal); failures are logged, never raised."""
         try:
             await self._send(to, None, body=text)
-        except TwilioRestException as exc:
-            logger.warning("could not send a notice to %s: %s", to, exc.msg)
+        except (TwilioRestException, *NETWORK_ERRORS) as exc:
+            logger.warning("could not send a notice to %s: %r", to, exc)
 
     async def withdraw(self, request: ApprovalRequest) -> None:
         """Tell the approvers how the request ended: the one who answered gets a confirmation, the others who."""
