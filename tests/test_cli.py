@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import API_TOKEN, MCP_TOKEN, ServerProcess, wait_for_pending
+from tests.fake_twilio import FakeTwilio
+from tests.support import API_TOKEN, MCP_TOKEN, REPO, ServerProcess, wait_for_pending
 
 TOOL = "permissions__approve"
 
@@ -139,3 +140,44 @@ def test_whatsapp_settings_are_checked_at_start_up(tmp_path: Path) -> None:
     assert "WhatsApp is half configured" in result.stderr
     assert "TWILIO_AUTH_TOKEN" in result.stderr
     assert "PUBLIC_URL" in result.stderr
+
+
+def test_setup_template_creates_once_and_writes_env_keeping_other_lines(tmp_path: Path, fake: FakeTwilio) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"# my settings\nTWILIO_ACCOUNT_SID={fake.account_sid}\nTWILIO_AUTH_TOKEN={fake.auth_token}\n"
+        f"TWILIO_API_BASE_URL={fake.base_url}\nSERVER_PORT=8123\n"
+    )
+    config = str(REPO / "template_config.json")
+    first = cli("setup-template", "--config", config, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert len(fake.contents) == 1
+    sid = fake.contents[0].sid
+    assert f"Created template {sid}" in first.stdout
+    lines = env_file.read_text().splitlines()
+    assert lines[:5] == [
+        "# my settings",
+        f"TWILIO_ACCOUNT_SID={fake.account_sid}",
+        f"TWILIO_AUTH_TOKEN={fake.auth_token}",
+        f"TWILIO_API_BASE_URL={fake.base_url}",
+        "SERVER_PORT=8123",
+    ]
+    assert lines[5] == f"TWILIO_CONTENT_SID={sid}"
+    second = cli("setup-template", "--config", config, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert f"Found template {sid}" in second.stdout
+    assert len(fake.contents) == 1
+    assert env_file.read_text().count("TWILIO_CONTENT_SID=") == 1
+
+
+def test_setup_template_explains_a_bad_config(tmp_path: Path, fake: FakeTwilio) -> None:
+    (tmp_path / ".env").write_text(f"TWILIO_ACCOUNT_SID={fake.account_sid}\nTWILIO_AUTH_TOKEN={fake.auth_token}\n")
+    bad = tmp_path / "template_config.json"
+    bad.write_text(json.dumps({"friendly_name": "x", "language": "en", "variables": {}, "types": {}}))
+    result = cli("setup-template", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "types.twilio/quick-reply" in result.stderr
+    bad.write_text("{not json")
+    assert "is not valid JSON" in cli("setup-template", cwd=tmp_path).stderr
+    assert fake.contents == []

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import phonenumbers
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from approval_server.errors import ConfigError
@@ -86,29 +86,25 @@ class Settings(BaseSettings):
             return [_e164(number) for number in value.split(",") if number.strip()]
         return value
 
-    @model_validator(mode="after")
-    def _whatsapp_complete(self) -> Settings:
+    @property
+    def whatsapp(self) -> WhatsAppSettings | None:
+        """The WhatsApp settings, or None when WhatsApp is off. Raises `ConfigError` when it is half configured."""
         needed = {
             "TWILIO_ACCOUNT_SID": self.twilio_account_sid,
             "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
             "TWILIO_WHATSAPP_FROM": self.twilio_whatsapp_from,
             "APPROVAL_PHONE": self.approval_phone or None,
-            "PUBLIC_URL": self.public_url,
         }
-        given = [name for name, value in needed.items() if value is not None and name != "PUBLIC_URL"]
-        missing = [name for name, value in needed.items() if value is None]
-        if given and missing:
-            raise ValueError(
-                f"WhatsApp is half configured: {', '.join(given)} set but {', '.join(missing)} missing "
-                "(PUBLIC_URL is the public base URL Twilio calls, needed to check its signatures)"
-            )
-        return self
-
-    @property
-    def whatsapp(self) -> WhatsAppSettings | None:
-        """The WhatsApp settings, complete (the validator saw to it), or None when WhatsApp is off."""
-        if not (self.twilio_account_sid and self.twilio_auth_token and self.twilio_whatsapp_from and self.public_url):
+        if all(value is None for value in needed.values()):
             return None
+        missing = [name for name, value in needed.items() if value is None]
+        if self.public_url is None:
+            missing.append("PUBLIC_URL")
+        if missing or not (self.twilio_account_sid and self.twilio_auth_token and self.twilio_whatsapp_from):
+            raise ConfigError(
+                f"WhatsApp is half configured: {', '.join(missing)} missing. Set them (PUBLIC_URL is the public "
+                "base URL Twilio calls, needed to check its signatures), or remove the other TWILIO_* settings."
+            )
         return WhatsAppSettings(
             account_sid=self.twilio_account_sid,
             auth_token=self.twilio_auth_token.get_secret_value(),
@@ -118,18 +114,6 @@ class Settings(BaseSettings):
             content_sid=self.twilio_content_sid,
             api_base_url=str(self.twilio_api_base_url).rstrip("/") if self.twilio_api_base_url else None,
         )
-
-    @field_validator("approval_allowed_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [host.strip() for host in value.split(",") if host.strip()]
-        return value
-
-    @field_validator("approval_log_level", mode="before")
-    @classmethod
-    def _lower_level(cls, value: object) -> object:
-        return value.lower() if isinstance(value, str) else value
 
     @property
     def database_url(self) -> str:
@@ -167,7 +151,8 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: Any) -> Set
         lines = []
         for error in exc.errors():
             name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
-            shown = "" if "TOKEN" in name else f" (got {error.get('input')!r})"
+            secret = "TOKEN" in name or not error["loc"]
+            shown = "" if secret else f" (got {error.get('input')!r})"
             lines.append(f"  {name}: {error['msg']}{shown}")
         source = f"{env_file} or the environment" if env_file else "the environment"
         raise ConfigError(

@@ -79,8 +79,16 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
     except httpx.HTTPError:
         problem(f"no server answers at {base}: start it with  approval-server serve")
 
-    if settings.public_url is None:
-        note("PUBLIC_URL is not set: fine for local use; webhooks from the internet (WhatsApp) need it")
+    try:
+        whatsapp = settings.whatsapp
+    except ConfigError as exc:
+        problem(str(exc))
+        whatsapp = None
+    if whatsapp is not None:
+        buttons = "with Approve / Deny buttons" if whatsapp.content_sid else "as plain text (run setup-template)"
+        ok(f"WhatsApp: {len(whatsapp.approvers)} approver(s), {buttons}; Twilio must call {whatsapp.webhook_url}")
+    elif settings.public_url is None:
+        note("WhatsApp is off and PUBLIC_URL is not set: fine for local use")
     if settings.server_host not in ("127.0.0.1", "localhost", "::1"):
         note(f"the server binds {settings.server_host}: other machines can reach it (tokens still required)")
     if shutil.which("claude") is None:

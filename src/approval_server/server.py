@@ -60,12 +60,12 @@ def configure_logging(level: str) -> None:
 
 def serve(settings: Settings) -> None:
     """Start the server and block until it stops. Raises `ConfigError` / `StoreError` before serving."""
+    whatsapp_settings = settings.whatsapp
     configure_logging(settings.approval_log_level)
     tokens, created = load_tokens(settings)
     store = Store(settings.database_url)
     store.migrate()
     channels: list[Channel] = [LogChannel()]
-    whatsapp_settings = settings.whatsapp
     whatsapp = WhatsAppChannel(whatsapp_settings, store) if whatsapp_settings else None
     if whatsapp is not None:
         channels.append(whatsapp)
