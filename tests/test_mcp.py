@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 from collections.abc import Callable
@@ -191,8 +192,10 @@ async def test_progress_is_reported_at_least_every_15_seconds(server: ServerProc
         await asyncio.sleep(40)
         await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "allow"})
         assert single_text_json(await call)["behavior"] == "allow"
-    gaps = [b - a for a, b in zip([started, *seen], seen, strict=False)]
-    assert len(seen) >= 3
+        answered = asyncio.get_running_loop().time()
+    moments = [started, *seen, answered]
+    gaps = [b - a for a, b in itertools.pairwise(moments)]
+    assert len(seen) >= 2
     assert max(gaps) < 15
 
 

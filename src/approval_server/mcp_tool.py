@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 SERVER_NAME = "approval-server"
 TOOL_NAME = "permissions__approve"
 # Claude Code aborts an HTTP tool call that sends nothing for 300 s; a progress notification resets that clock.
-PROGRESS_INTERVAL_SECONDS = 10.0
+# At least every 15 s (the MCP SDK's own keep-alive rhythm), and no more often: each costs CPU per waiting call.
+PROGRESS_INTERVAL_SECONDS = 14.0
 
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import sys
@@ -106,4 +107,8 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=5,
         server_header=False,
     )
+    # Everything allocated so far (imports, the app) lives as long as the process: keep it out of every garbage
+    # collection, and collect less often, so that a thousand waiting requests cost next to no CPU (benchmarks/).
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
     _Server(config, broker).run()
