@@ -88,6 +88,7 @@ class WhatsAppChannel(Channel):
         self._status_callback = settings.webhook_url
         self._store = store
         self._content_sid = settings.content_sid
+        self._early_failures: dict[str, tuple[str, str | None]] = {}
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
         results = await asyncio.gather(*(self._ask(approver, request) for approver in self.approvers))
@@ -119,7 +120,11 @@ class WhatsAppChannel(Channel):
                     f"long, too long to show here. Read it in full with `approval-server show {request.id}` "
                     f"before you answer.\n\n{expiry}"
                 )
-            await self._send_request(approver, request.id, shown)
+            sid = await self._send_request(approver, request.id, shown)
+            early = self._early_failures.pop(sid, None)
+            if early is not None:  # Twilio reported the failure before the send call had returned
+                await self._store.report_delivery(sid, early[0], early[1], _now())
+                return f"{approver}: message {early[0]} (Twilio error {early[1] or 'none'})"
         except TwilioRestException as exc:
             logger.warning("WhatsApp message for request %s to %s failed: %s", request.id, approver, exc.msg)
             return f"{approver}: Twilio error {exc.code}"
@@ -128,18 +133,19 @@ class WhatsAppChannel(Channel):
             return f"{approver}: Twilio unreachable ({exc.__class__.__name__})"
         return None
 
-    async def _send_request(self, approver: str, request_id: str, shown: str) -> None:
+    async def _send_request(self, approver: str, request_id: str, shown: str) -> str:
         if self._content_sid:
             variables = json.dumps({"1": shown, "2": request_id}, ensure_ascii=False)
             try:
-                await self._send(approver, request_id, content_sid=self._content_sid, content_variables=variables)
-                return
+                return await self._send(
+                    approver, request_id, content_sid=self._content_sid, content_variables=variables
+                )
             except TwilioRestException as exc:
                 if exc.code not in TEMPLATE_REFUSED:
                     raise
                 logger.warning("Twilio refused the template (%s); sending plain text instead", exc.code)
         body = f"🔔 Approval request {request_id}\n\n{shown}\n\nReply APPROVE {request_id} or DENY {request_id}."
-        await self._send(approver, request_id, body=body)
+        return await self._send(approver, request_id, body=body)
 
     def _twilio(self) -> Client:
         """The Twilio client, made on first use: its aiohttp session must be created inside the running loop."""
@@ -175,6 +181,13 @@ class WhatsAppChannel(Channel):
     async def delivery_report(self, sid: str, status: str, error_code: str | None) -> tuple[str, str] | None:
         """Record a status callback. Returns (request id, why) when no approver can be reached for that request."""
         messages: list[OutboundMessage] = await self._store.report_delivery(sid, status, error_code, _now())
+        if not messages and status in FAILED:
+            # The report can overtake the send call that learns the message's SID: leave it for `_ask`, then
+            # look again in case the send was recorded meanwhile.
+            self._early_failures[sid] = (status, error_code)
+            messages = await self._store.report_delivery(sid, status, error_code, _now())
+            if messages:
+                self._early_failures.pop(sid, None)
         if status not in FAILED or not messages:
             return None
         by_approver: dict[str, list[str]] = {}
