@@ -33,15 +33,22 @@ def mcp_config(server: ServerProcess, tmp_path: Path) -> Path:
 
 
 def start_claude(
-    fake: FakeAnthropic, server: ServerProcess, tmp_path: Path, work_dir: Path
+    fake: FakeAnthropic,
+    server: ServerProcess,
+    tmp_path: Path,
+    work_dir: Path,
+    config: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> asyncio.Task[ClaudeResult]:
+    """Run the CLI in the background with `config` (default: an HTTP config for `server` with its token)."""
     return asyncio.create_task(
         run_claude_async(
             "write the marker",
             base_url=fake.base_url,
             cwd=work_dir,
-            mcp_config=mcp_config(server, tmp_path),
+            mcp_config=config or mcp_config(server, tmp_path),
             run_dir=tmp_path / "run",
+            extra_env=extra_env,
             timeout=120,
         )
     )
@@ -158,17 +165,8 @@ async def test_the_repositorys_mcp_servers_json_works_as_committed(
     marker = tmp_path / "committed-config"
     fake = fake_anthropic([[bash(f"echo ok > {marker}", "toolu_c")]])
     async with server.api() as api:
-        run = asyncio.create_task(
-            run_claude_async(
-                "write the marker",
-                base_url=fake.base_url,
-                cwd=work_dir,
-                mcp_config=REPO / "mcp-servers.json",
-                run_dir=tmp_path / "run",
-                extra_env={"APPROVAL_MCP_TOKEN": MCP_TOKEN, "SERVER_PORT": str(server.port)},
-                timeout=120,
-            )
-        )
+        env = {"APPROVAL_MCP_TOKEN": MCP_TOKEN, "SERVER_PORT": str(server.port)}
+        run = start_claude(fake, server, tmp_path, work_dir, REPO / "mcp-servers.json", env)
         pending = await wait_for_pending(api, {"tool_use_id": "toolu_c"}, within=60)
         await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "allow"})
         result = await run
@@ -197,16 +195,7 @@ async def test_claude_code_can_spawn_the_stdio_bridge(
     marker = tmp_path / "via-stdio"
     fake = fake_anthropic([[bash(f"echo stdio > {marker}", "toolu_io")]])
     async with server.api() as api:
-        run = asyncio.create_task(
-            run_claude_async(
-                "write the marker",
-                base_url=fake.base_url,
-                cwd=work_dir,
-                mcp_config=config,
-                run_dir=tmp_path / "run",
-                timeout=120,
-            )
-        )
+        run = start_claude(fake, server, tmp_path, work_dir, config)
         pending = await wait_for_pending(api, {"tool_use_id": "toolu_io"}, within=60)
         await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "allow"})
         result = await run
