@@ -161,7 +161,7 @@ async def test_what_the_phone_shows_is_exactly_what_runs(
 async def test_long_input_arrives_in_numbered_parts_and_nothing_is_dropped(
     start_whatsapp: Callable[..., ServerProcess], fake: FakeTwilio
 ) -> None:
-    content = "".join(random.Random(7).choice("abcdef \n") for _ in range(3000)) + "THE-END"
+    content = "".join(random.Random(7).choice("abcdef \n") for _ in range(3000)) + "\u202e`THE-END"
     server = start_whatsapp()
     async with server.mcp() as mcp, server.api() as api:
         call = asyncio.create_task(
@@ -173,7 +173,8 @@ async def test_long_input_arrives_in_numbered_parts_and_nothing_is_dropped(
     parts = [text_of(m) for m in messages if "part " in text_of(m)]
     assert len(parts) >= 3
     assert all(len(body) <= 1600 for body in parts)
-    assert "THE-END" in parts[-1]
+    assert "⟨U+202E⟩⟨U+0060⟩THE-END" in parts[-1]  # escaped once, not twice
+    assert "U+27E8" not in "".join(parts)
     assert "numbered messages above" in text_of(messages[len(parts)])
     assert pending["input"]["content"] == content
 

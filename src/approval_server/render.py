@@ -42,12 +42,15 @@ def visible(text: str) -> str:
     return "".join(escape(char) if _is_hidden(char) else char for char in text)
 
 
-def monospace(text: str) -> str:
-    """`text` as a WhatsApp monospace block, inside which `*bold*`, `_italic_` and `~strike~` are shown as typed.
-
-    A backtick could close the block and let the rest be restyled, so backticks are shown as `⟨U+0060⟩`.
+def for_monospace(text: str) -> str:
+    """`text` made visible for a WhatsApp monospace block, inside which `*bold*`, `_italic_` and `~strike~` are
+    shown as typed. A backtick could close the block and let the rest be restyled, so it is shown as `⟨U+0060⟩`.
     """
-    return FENCE + visible(text).replace("`", escape("`")) + FENCE
+    return visible(text).replace("`", escape("`"))
+
+
+def monospace(text: str) -> str:
+    return FENCE + for_monospace(text) + FENCE
 
 
 def _value(value: Any) -> str:

@@ -24,7 +24,7 @@ from approval_server.channels.base import Channel, Delivery
 from approval_server.config import WhatsAppSettings
 from approval_server.decision import describe_duration
 from approval_server.models import ApprovalRequest, Status
-from approval_server.render import monospace, render_whatsapp, visible
+from approval_server.render import FENCE, for_monospace, monospace, render_whatsapp, visible
 from approval_server.store import OutboundMessage, Store
 
 logger = logging.getLogger(__name__)
@@ -100,23 +100,25 @@ class WhatsAppChannel(Channel):
     async def _ask(self, approver: str, request: ApprovalRequest) -> str | None:
         """Send the request to one approver; returns why it failed, or None."""
         described = render_whatsapp(request.tool_name, request.input)
+        shown_input = for_monospace(json.dumps(request.input, ensure_ascii=False, indent=1))
         seconds = (request.expires_at - request.created_at).total_seconds()
         expiry = f"⏱️ Expires in {describe_duration(seconds)} ({request.expires_at:%H:%M} UTC)"
         try:
             if len(described) <= TEMPLATE_TEXT_LIMIT:
                 shown = f"{described}\n\n{expiry}"
             elif len(described) <= MAX_SHOWN:
-                parts = _split(visible_text(request), PART_LIMIT)
+                # Split the text as shown, never inside a `⟨U+XXXX⟩`, and fence each part without escaping it again.
+                parts = _split(shown_input, PART_LIMIT)
                 for number, part in enumerate(parts, 1):
                     head = f"Request {request.id}, part {number}/{len(parts)} of the input:\n"
-                    await self._send(approver, request.id, body=head + monospace(part))
+                    await self._send(approver, request.id, body=head + FENCE + part + FENCE)
                 shown = (
-                    f"Tool: {monospace(request.tool_name)}\nThe full input ({len(visible_text(request)):,} "
+                    f"Tool: {monospace(request.tool_name)}\nThe full input ({len(shown_input):,} "
                     f"characters) is in the {len(parts)} numbered messages above.\n\n{expiry}"
                 )
             else:
                 shown = (
-                    f"Tool: {monospace(request.tool_name)}\nThe input is {len(visible_text(request)):,} characters "
+                    f"Tool: {monospace(request.tool_name)}\nThe input is {len(shown_input):,} characters "
                     f"long, too long to show here. Read it in full with `approval-server show {request.id}` "
                     f"before you answer.\n\n{expiry}"
                 )
@@ -201,10 +203,6 @@ class WhatsAppChannel(Channel):
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.close()
-
-
-def visible_text(request: ApprovalRequest) -> str:
-    return visible(json.dumps(request.input, ensure_ascii=False, indent=1))
 
 
 def outcome_notice(request: ApprovalRequest, approver: str) -> str:
