@@ -34,7 +34,7 @@ def test_hidden_characters_are_shown(raw: str, shown: str) -> None:
 
 def test_other_tools_show_every_field() -> None:
     text = render_text("Write", {"file_path": "/etc/passwd", "content": "x\u2066y"})
-    assert text.splitlines() == ["Tool: Write", "file_path: /etc/passwd", "content: x⟨U+2066⟩y"]
+    assert text.splitlines() == ["Tool: Write", "File: /etc/passwd", "Content: x⟨U+2066⟩y"]
 
 
 def test_non_string_values_are_shown_as_json() -> None:

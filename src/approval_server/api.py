@@ -94,7 +94,7 @@ async def events(request: Request) -> EventSourceResponse:
         async with hub.subscribe() as subscription:
             yield ServerSentEvent(comment="subscribed")
             async for event in subscription:
-                yield ServerSentEvent(event=event.kind, data=json.dumps(event.data))
+                yield ServerSentEvent(event=event.kind, data=json.dumps(event.request.to_json()))
 
     return EventSourceResponse(stream(), ping=15)
 

@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 
 from approval_server import __version__, api
 from approval_server.broker import Broker
+from approval_server.dashboard import Dashboard, SecurityHeaders
 from approval_server.errors import HTTPError
 from approval_server.mcp_tool import build_mcp
 from approval_server.security import RequireBearer, Tokens
@@ -45,7 +46,11 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    broker: Broker, tokens: Tokens, allowed_hosts: list[str], twilio_webhook: TwilioWebhook | None = None
+    broker: Broker,
+    tokens: Tokens,
+    allowed_hosts: list[str],
+    dashboard: Dashboard,
+    twilio_webhook: TwilioWebhook | None = None,
 ) -> Starlette:
     mcp = build_mcp(broker)
     mcp_auth = [Middleware(RequireBearer, token=tokens.mcp, realm="MCP")]
@@ -70,6 +75,7 @@ def create_app(
     ]
     if twilio_webhook is not None:
         routes.append(Route(TWILIO_WEBHOOK_PATH, twilio_webhook.handle, methods=["POST"]))
+    routes.append(Mount("", routes=dashboard.routes, middleware=[Middleware(SecurityHeaders)]))
     handlers: dict[Any, Any] = {HTTPError: _http_error, HTTPException: _http_error, Exception: _internal_error}
     app = Starlette(
         routes=routes,

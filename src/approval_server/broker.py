@@ -86,7 +86,7 @@ class Broker:
 
     async def _submit(self, request: ApprovalRequest, waiter: asyncio.Future[ApprovalRequest]) -> Decision:
         await self.store.insert(request)
-        self.events.publish(Event("request.created", request.to_json()))
+        self.events.publish(Event("request.created", request))
 
         verdict = self.policy.evaluate(
             ToolCall(request.tool_name, request.input, request.tool_use_id, request.extra, request.client)
@@ -179,7 +179,7 @@ class Broker:
         waiter = self._waiters.get(row.id)
         if waiter is not None and not waiter.done():
             waiter.set_result(row)
-        self.events.publish(Event("request.closed", row.to_json()))
+        self.events.publish(Event("request.closed", row))
         for channel in self.channels:
             task = asyncio.create_task(self._withdraw(channel, row))
             self._background.add(task)

@@ -41,6 +41,7 @@ class WhatsAppSettings:
     auth_token: str
     sender: str
     approvers: list[str]
+    public_url: str
     webhook_url: str
     content_sid: str | None
     api_base_url: str | None
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     approval_database_url: str | None = None
     approval_api_token: SecretStr | None = Field(default=None, min_length=16)
     approval_mcp_token: SecretStr | None = Field(default=None, min_length=16)
+    approval_dashboard_token: SecretStr | None = Field(default=None, min_length=16)
     approval_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     approval_log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -110,6 +112,7 @@ class Settings(BaseSettings):
             auth_token=self.twilio_auth_token.get_secret_value(),
             sender=self.twilio_whatsapp_from,
             approvers=list(self.approval_phone),
+            public_url=str(self.public_url).rstrip("/"),
             webhook_url=str(self.public_url).rstrip("/") + "/twilio-webhook",
             content_sid=self.twilio_content_sid,
             api_base_url=str(self.twilio_api_base_url).rstrip("/") if self.twilio_api_base_url else None,

@@ -7,7 +7,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+
+from approval_server.models import ApprovalRequest
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Event:
     kind: str  # "request.created" or "request.closed"
-    data: dict[str, Any]
+    request: ApprovalRequest
 
 
 class EventHub:

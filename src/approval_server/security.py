@@ -1,4 +1,5 @@
-"""Who may talk to the server: bearer tokens for `/api` and `/mcp`, generated on first start if not configured."""
+"""Who may talk to the server: the tokens for `/api`, `/mcp` and the dashboard, generated on first start if not
+configured, and the bearer-token check for `/api` and `/mcp`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from approval_server.errors import ConfigError
 class Tokens:
     api: str
     mcp: str
+    dashboard: str
 
 
 def _token(configured: SecretStr | None, path: Path, created: list[Path]) -> str:
@@ -40,13 +42,16 @@ def _token(configured: SecretStr | None, path: Path, created: list[Path]) -> str
 
 
 def load_tokens(settings: Settings) -> tuple[Tokens, list[Path]]:
-    """The API and MCP tokens, and the token files this call created (their tokens are new)."""
+    """The API, MCP and dashboard tokens, and the token files this call created (their tokens are new)."""
     created: list[Path] = []
     try:
         settings.approval_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tokens = Tokens(
             api=_token(settings.approval_api_token, settings.approval_data_dir / "api-token", created),
             mcp=_token(settings.approval_mcp_token, settings.approval_data_dir / "mcp-token", created),
+            dashboard=_token(
+                settings.approval_dashboard_token, settings.approval_data_dir / "dashboard-token", created
+            ),
         )
     except OSError as exc:
         raise ConfigError(

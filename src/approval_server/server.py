@@ -17,6 +17,7 @@ from approval_server.channels import Channel
 from approval_server.channels.log import LogChannel
 from approval_server.channels.whatsapp import WhatsAppChannel
 from approval_server.config import Settings, WhatsAppSettings
+from approval_server.dashboard import Dashboard
 from approval_server.decision import describe_duration
 from approval_server.events import EventHub
 from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
@@ -24,6 +25,7 @@ from approval_server.policy import AskForEverything
 from approval_server.security import load_tokens
 from approval_server.store import Store
 from approval_server.twilio_webhook import TwilioWebhook
+from approval_server.web_auth import WebAuth
 
 # Time for the deny answers of the requests just closed to be written before connections close.
 RESPONSE_FLUSH_SECONDS = 0.2
@@ -66,8 +68,9 @@ def serve(settings: Settings) -> None:
     tokens, created = load_tokens(settings)
     store = Store(settings.database_url)
     store.migrate()
+    auth = WebAuth(tokens.dashboard)
     channels: list[Channel] = [LogChannel()]
-    whatsapp = WhatsAppChannel(whatsapp_settings, store) if whatsapp_settings else None
+    whatsapp = WhatsAppChannel(whatsapp_settings, store, auth) if whatsapp_settings else None
     if whatsapp is not None:
         channels.append(whatsapp)
     broker = Broker(
@@ -78,12 +81,14 @@ def serve(settings: Settings) -> None:
         timeout=settings.approval_timeout_seconds,
     )
     webhook = TwilioWebhook(broker, whatsapp, whatsapp_settings) if whatsapp and whatsapp_settings else None
-    app = create_app(broker, tokens, settings.allowed_hosts, webhook)
+    dashboard = Dashboard(broker, auth, whatsapp_settings.approvers if whatsapp_settings else ())
+    app = create_app(broker, tokens, settings.allowed_hosts, dashboard, webhook)
 
     url = settings.local_url
     lines = [
         f"approval-server {__version__}",
         f"  MCP (streamable HTTP): {url}/mcp   (legacy SSE: {url}/sse)",
+        f"  Dashboard:             {url}/login?token={tokens.dashboard}",
         f"  HTTP API:              {url}/api   health: {url}/healthz",
         f"  Claude Code tool:      mcp__{SERVER_NAME}__{TOOL_NAME}",
         f"  Requests expire after: {describe_duration(settings.approval_timeout_seconds)} (then denied)",
@@ -91,7 +96,7 @@ def serve(settings: Settings) -> None:
         f"  WhatsApp:              {whatsapp_status(whatsapp_settings)}",
     ]
     for path in created:
-        token = tokens.api if path.name == "api-token" else tokens.mcp
+        token = {"api-token": tokens.api, "mcp-token": tokens.mcp}.get(path.name, tokens.dashboard)
         lines.append(f"  New {path.name} (kept in {path}, mode 0600): {token}")
     if not created:
         lines.append(f"  Tokens: from the environment or {settings.approval_data_dir} (approval-server mcp-config)")

@@ -128,6 +128,43 @@ class Store:
             query = query.where(requests.c.status == status.value)
         return await self._run(lambda c: [_row_to_request(row) for row in c.execute(query)])
 
+    async def search(
+        self,
+        status: Status | None = None,
+        tool: str | None = None,
+        text: str | None = None,
+        *,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[list[ApprovalRequest], int]:
+        """The history, newest first, filtered by status, exact tool name and a case-insensitive text match over
+        the id, what was shown, who decided and why. Returns one page and the number of matching rows."""
+        conditions: list[sa.ColumnElement[bool]] = []
+        if status is not None:
+            conditions.append(requests.c.status == status.value)
+        if tool:
+            conditions.append(requests.c.tool_name == tool)
+        if text:
+            searched = (requests.c.id, requests.c.rendered, requests.c.decided_by, requests.c.reason, requests.c.client)
+            conditions.append(sa.or_(*(column.icontains(text, autoescape=True) for column in searched)))
+        page = (
+            requests.select()
+            .where(*conditions)
+            .order_by(requests.c.created_at.desc(), requests.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = sa.select(sa.func.count()).select_from(requests).where(*conditions)
+
+        def work(c: Connection) -> tuple[list[ApprovalRequest], int]:
+            return [_row_to_request(row) for row in c.execute(page)], c.execute(count).scalar_one()
+
+        return await self._run(work)
+
+    async def tool_names(self) -> list[str]:
+        query = sa.select(requests.c.tool_name).distinct().order_by(requests.c.tool_name)
+        return await self._run(lambda c: list(c.execute(query).scalars()))
+
     async def answers_for(self, request_id: str) -> list[dict[str, Any]]:
         query = answers.select().where(answers.c.request_id == request_id).order_by(answers.c.id)
 
@@ -246,7 +283,7 @@ class Store:
         return await self._run(work)
 
     async def first_sighting(self, key: str, at: datetime) -> bool:
-        """True the first time `key` is seen, False on every later delivery of the same webhook."""
+        """True the first time `key` is seen, False ever after: a webhook delivery or a request link is used once."""
 
         try:
             await self._run(lambda c: c.execute(seen_webhooks.insert().values(key=key, at=at)))

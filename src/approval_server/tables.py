@@ -45,8 +45,10 @@ requests = sa.Table(
     sa.Column("decided_by", sa.Text, nullable=True),
     sa.Column("decided_via", sa.Text, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
-    sa.Index("ix_requests_status", "status"),
     sa.Index("ix_requests_created_at", "created_at"),
+    # The history pages: newest first within one status or one tool.
+    sa.Index("ix_requests_status_created_at", "status", "created_at"),
+    sa.Index("ix_requests_tool_name_created_at", "tool_name", "created_at"),
 )
 
 # Every answer given, the winning one and those that came too late.
@@ -80,7 +82,8 @@ outbound_messages = sa.Table(
     sa.Index("ix_outbound_messages_request_id", "request_id"),
 )
 
-# Inbound webhook deliveries already handled: a retried delivery is applied once.
+# Keys already used, each at most once: inbound webhook deliveries (a retried delivery is applied once) and
+# request links (a link decides once).
 seen_webhooks = sa.Table(
     "seen_webhooks",
     metadata,

@@ -26,6 +26,7 @@ from approval_server.decision import describe_duration
 from approval_server.models import ApprovalRequest, Status
 from approval_server.render import FENCE, for_monospace, monospace, render_whatsapp, visible
 from approval_server.store import OutboundMessage, Store
+from approval_server.web_auth import WebAuth
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,9 @@ def _split(text: str, size: int) -> list[str]:
 class WhatsAppChannel(Channel):
     name = "whatsapp"
 
-    def __init__(self, settings: WhatsAppSettings, store: Store) -> None:
+    def __init__(self, settings: WhatsAppSettings, store: Store, auth: WebAuth) -> None:
         self._settings = settings
+        self._auth = auth
         self._http: AsyncTwilioHttpClient | None = None
         self._client: Client | None = None
         self._sender = settings.sender
@@ -103,6 +105,8 @@ class WhatsAppChannel(Channel):
         shown_input = for_monospace(json.dumps(request.input, ensure_ascii=False, indent=1))
         seconds = (request.expires_at - request.created_at).total_seconds()
         expiry = f"⏱️ Expires in {describe_duration(seconds)} ({request.expires_at:%H:%M} UTC)"
+        link = self.link(request.id, approver)
+        expiry = f"🔗 Read it all and answer in a browser: {link}\n{expiry}"
         try:
             if len(described) <= TEMPLATE_TEXT_LIMIT:
                 shown = f"{described}\n\n{expiry}"
@@ -119,8 +123,8 @@ class WhatsAppChannel(Channel):
             else:
                 shown = (
                     f"Tool: {monospace(request.tool_name)}\nThe input is {len(shown_input):,} characters "
-                    f"long, too long to show here. Read it in full with `approval-server show {request.id}` "
-                    f"before you answer.\n\n{expiry}"
+                    f"long, too long to show here. Read it in full at the link below, or with "
+                    f"`approval-server show {request.id}`, before you answer.\n\n{expiry}"
                 )
             sid = await self._send_request(approver, request.id, shown)
             early = self._early_failures.pop(sid, None)
@@ -148,6 +152,10 @@ class WhatsAppChannel(Channel):
                 logger.warning("Twilio refused the template (%s); sending plain text instead", exc.code)
         body = f"🔔 Approval request {request_id}\n\n{shown}\n\nReply APPROVE {request_id} or DENY {request_id}."
         return await self._send(approver, request_id, body=body)
+
+    def link(self, request_id: str, approver: str) -> str:
+        """The request's dashboard page for one approver: it decides that request, once, as that approver."""
+        return f"{self._settings.public_url}/r/{self._auth.request_link_token(request_id, approver)}"
 
     def _twilio(self) -> Client:
         """The Twilio client, made on first use: its aiohttp session must be created inside the running loop."""
@@ -209,7 +217,7 @@ def outcome_notice(request: ApprovalRequest, approver: str) -> str:
     ref = f"Request {request.id}"
     if request.status in (Status.ALLOWED, Status.DENIED):
         verb = "approved" if request.status is Status.ALLOWED else "denied"
-        if request.decided_by == approver and request.decided_via == WhatsAppChannel.name:
+        if request.decided_by == approver:
             return f"✅ {ref} {verb}. Thank you."
         return f"{ref} was {verb} by {visible(request.decided_by or 'someone')} via {request.decided_via}."
     if request.status is Status.EXPIRED:

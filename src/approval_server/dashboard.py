@@ -1,0 +1,511 @@
+"""The web dashboard: the requests waiting for a decision, live, and the searchable audit trail.
+
+Pages are rendered here with Jinja2 (autoescaping on, so an input holding `<script>` is text); the small script in
+`static/dashboard.js` only follows server-sent events, inserts the HTML fragments rendered here and counts down.
+Like the API, the dashboard is an entry point: decisions go to `Broker.decide`. It is not a channel: it never
+reaches anyone by itself, so it does not keep a request alive when every channel that does has failed.
+
+Access: a session cookie obtained with the dashboard token (`/login`), or a signed request link (`/r/<token>`)
+sent to one approver, which decides one pending request, once, as that approver. Every form carries a CSRF token
+and a cross-site or same-site-but-other-origin POST is refused before it is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from markupsafe import Markup, escape
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from approval_server import __version__
+from approval_server.broker import Broker
+from approval_server.errors import NotFound, RequestClosed
+from approval_server.events import Event
+from approval_server.models import Answer, ApprovalRequest, Status
+from approval_server.render import fields, json_for_editing, segments
+from approval_server.web_auth import SESSION_COOKIE, SESSION_SECONDS, LinkRefused, RequestLink, WebAuth
+
+PAGE_SIZE = 50
+EXPORT_BATCH = 500
+MAX_FORM_BYTES = 2 * 1024 * 1024
+MAX_MESSAGE = 2000
+DASHBOARD_CHANNEL = "dashboard"
+LINK_CHANNEL = "web link"
+
+_HERE = Path(__file__).parent
+_ESCAPE = re.compile(r"(⟨U\+[0-9A-F]{4,6}⟩)")
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_SECURITY_HEADERS = [
+    (b"content-security-policy", _CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),  # a request link must never leak through a Referer header
+    (b"cache-control", b"no-store"),
+]
+
+
+class SecurityHeaders:
+    """ASGI middleware: the dashboard's pages never run inline script, never load in a frame, never leak a URL."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in _SECURITY_HEADERS if n not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def shown(text: str) -> Markup:
+    """`text` made visible (the shared renderer) and HTML-escaped, hidden characters highlighted."""
+    return Markup("").join(
+        Markup('<span class="hidden-char" title="hidden character">{}</span>').format(run) if hidden else escape(run)
+        for run, hidden in segments(text)
+    )
+
+
+def escapes_marked(text: str) -> Markup:
+    """Text that already went through the renderer (a stored `rendered`), HTML-escaped, its escapes highlighted.
+
+    The renderer escapes every `⟨` it finds in an input, so each `⟨U+XXXX⟩` left in such text is one of its own."""
+    return Markup("").join(
+        Markup('<span class="hidden-char" title="hidden character">{}</span>').format(part)
+        if _ESCAPE.fullmatch(part)
+        else escape(part)
+        for part in _ESCAPE.split(text)
+    )
+
+
+def _utc(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def _templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("approval_server", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["shown"] = shown
+    env.filters["escapes_marked"] = escapes_marked
+    env.filters["utc"] = _utc
+    env.filters["editable"] = json_for_editing
+    env.globals["fields"] = fields
+    env.globals["version"] = __version__
+    return Jinja2Templates(env=env)
+
+
+class _Refused(Exception):
+    def __init__(self, status_code: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.title = title
+        self.detail = detail
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path on this server: never `//evil.example` or `https://…`."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+class Dashboard:
+    def __init__(self, broker: Broker, auth: WebAuth, approvers: Collection[str] = ()) -> None:
+        self._broker = broker
+        self._auth = auth
+        self._approvers = set(approvers)
+        self._templates = _templates()
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/", self.index, methods=["GET"]),
+            Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/events", self.events, methods=["GET"]),
+            Route("/fragments/pending", self.pending_fragment, methods=["GET"]),
+            Route("/requests/{request_id}", self.request_page, methods=["GET"]),
+            Route("/requests/{request_id}/decision", self.decide, methods=["POST"]),
+            Route("/export.{fmt:str}", self.export, methods=["GET"]),
+            Route("/r/{token}", self.link, methods=["GET", "POST"]),
+            Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+        ]
+
+    # -- rendering ------------------------------------------------------------------------------------------
+
+    def _page(self, request: Request, name: str, context: Mapping[str, Any], status_code: int = 200) -> Response:
+        base = {"request": request, "now": datetime.now(UTC), "csrf": "", "signed_in": False, "action": None}
+        return self._templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
+
+    def _fragment(self, name: str, **context: Any) -> str:
+        return self._templates.get_template(name).render(now=datetime.now(UTC), **context)
+
+    def _refusal(self, request: Request, refused: _Refused, **context: Any) -> Response:
+        return self._page(
+            request, "message.html", {"title": refused.title, "detail": refused.detail, **context}, refused.status_code
+        )
+
+    # -- access ---------------------------------------------------------------------------------------------
+
+    def _session(self, request: Request) -> str | None:
+        return self._auth.session_id(request.cookies.get(SESSION_COOKIE))
+
+    @staticmethod
+    def _login_redirect(request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+    @staticmethod
+    def _same_origin(request: Request) -> bool:
+        """False for a POST a browser says came from another site or another origin (another port included)."""
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return False
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        return origin != "null" and urlsplit(origin).netloc == request.headers.get("host")
+
+    async def _form(self, request: Request) -> FormData:
+        if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+            raise _Refused(413, "Too large", "The form is larger than 2 MB; nothing was changed.")
+        try:
+            return await request.form()
+        except Exception:  # Starlette raises several kinds for a malformed body
+            raise _Refused(400, "Bad form", "The form could not be read; nothing was changed.") from None
+
+    async def _checked_form(self, request: Request, bound_to: str) -> FormData:
+        """The form of a state-changing POST, once it is known to come from this server's own page."""
+        if not self._same_origin(request):
+            raise _Refused(403, "Refused", "This form was posted from another site; nothing was changed.")
+        form = await self._form(request)
+        given = form.get("csrf")
+        if not isinstance(given, str) or not self._auth.csrf_matches(bound_to, given):
+            raise _Refused(403, "Refused", "The form's security token is missing or wrong; reload the page.")
+        return form
+
+    def _set_session(self, response: Response, request: Request) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            self._auth.new_session(),
+            max_age=SESSION_SECONDS,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+
+    async def login(self, request: Request) -> Response:
+        next_path = _safe_next(request.query_params.get("next"))
+        token: str | None = request.query_params.get("token")
+        if request.method == "POST":
+            if not self._same_origin(request):
+                return self._refusal(request, _Refused(403, "Refused", "Sign in from this server's own page."))
+            try:
+                form = await self._form(request)
+            except _Refused as refused:
+                return self._refusal(request, refused)
+            given, next_field = form.get("token"), form.get("next")
+            token = given if isinstance(given, str) else ""
+            next_path = _safe_next(next_field if isinstance(next_field, str) else None)
+        if token is None:
+            return self._page(request, "login.html", {"next": next_path, "error": None})
+        if not self._auth.token_matches(token.strip()):
+            error = "That token is not right. Use the login URL the server printed, or its dashboard-token file."
+            return self._page(request, "login.html", {"next": next_path, "error": error}, status_code=401)
+        response = RedirectResponse(next_path, status_code=303)
+        self._set_session(response, request)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        sid = self._session(request)
+        if sid is None:
+            return self._login_redirect(request)
+        try:
+            await self._checked_form(request, sid)
+        except _Refused as refused:
+            return self._refusal(request, refused)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    # -- pages ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _filters(request: Request) -> tuple[Status | None, str | None, str | None, int]:
+        """The history filters in the query string: status, tool, text, page. Raises `_Refused` for bad values."""
+        params = request.query_params
+        status_text, page_text = params.get("status", ""), params.get("page", "1")
+        try:
+            status = Status(status_text) if status_text else None
+        except ValueError:
+            raise _Refused(400, "Bad filter", f"There is no status {status_text!r}.") from None
+        if not page_text.isdigit() or int(page_text) < 1:
+            raise _Refused(400, "Bad page", "The page must be a whole number from 1.")
+        return status, params.get("tool") or None, params.get("q", "").strip() or None, int(page_text)
+
+    async def _history(self, request: Request) -> dict[str, Any]:
+        status, tool, text, page = self._filters(request)
+        rows, total = await self._broker.store.search(
+            status, tool, text, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+        )
+        status_text = status.value if status else ""
+        filters = {key: value for key, value in (("status", status_text), ("tool", tool), ("q", text)) if value}
+        return {
+            "history": rows,
+            "total": total,
+            "page": page,
+            "pages": max(1, -(-total // PAGE_SIZE)),
+            "filters": filters,
+            "statuses": [s.value for s in Status],
+            "tools": await self._broker.store.tool_names(),
+            "live_history": page == 1 and not filters,
+        }
+
+    async def index(self, request: Request) -> Response:
+        sid = self._session(request)
+        if sid is None:
+            return self._login_redirect(request)
+        try:
+            history = await self._history(request)
+        except _Refused as refused:
+            return self._refusal(request, refused, signed_in=True, csrf=self._auth.csrf_token(sid))
+        pending = await self._broker.store.recent(status=Status.PENDING, limit=500)
+        context = {"pending": pending, "csrf": self._auth.csrf_token(sid), "signed_in": True, **history}
+        return self._page(request, "index.html", context)
+
+    async def pending_fragment(self, request: Request) -> Response:
+        sid = self._session(request)
+        if sid is None:
+            return PlainTextResponse("sign in first", status_code=401)
+        pending = await self._broker.store.recent(status=Status.PENDING, limit=500)
+        html = self._fragment("_pending.html", pending=pending, csrf=self._auth.csrf_token(sid), action=None)
+        return Response(html, media_type="text/html")
+
+    async def request_page(self, request: Request) -> Response:
+        sid = self._session(request)
+        if sid is None:
+            return self._login_redirect(request)
+        context = {"signed_in": True, "csrf": self._auth.csrf_token(sid)}
+        row = await self._broker.store.get(request.path_params["request_id"])
+        if row is None:
+            return self._refusal(request, _Refused(404, "Not found", "There is no such request."), **context)
+        answers = await self._broker.store.answers_for(row.id)
+        return self._page(request, "request.html", {"row": row, "answers": answers, "action": None, **context})
+
+    # -- decisions ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _answer(form: FormData, row: ApprovalRequest, actor: str, channel: str) -> Answer:
+        """The answer a decision form asks for. Raises `_Refused` (nothing changed) for a bad form."""
+        decision = form.get("decision")
+        message = form.get("message")
+        message = message.strip() if isinstance(message, str) and message.strip() else None
+        if message is not None and len(message) > MAX_MESSAGE:
+            raise _Refused(400, "Message too long", f"The message is over {MAX_MESSAGE} characters; nothing changed.")
+        if decision == "deny":
+            return Answer(Status.DENIED, actor, channel, message)
+        if decision == "allow":
+            return Answer(Status.ALLOWED, actor, channel, message)
+        if decision == "edit":
+            text = form.get("updated_input")
+            try:
+                edited = json.loads(text) if isinstance(text, str) else None
+            except json.JSONDecodeError as exc:
+                raise _Refused(
+                    400, "Edited input is not valid JSON", f"{exc.msg} at line {exc.lineno}, column {exc.colno}."
+                ) from None
+            if not isinstance(edited, dict):
+                raise _Refused(400, "Edited input is not valid", "It must be a JSON object, like the original.")
+            return Answer(
+                Status.ALLOWED, actor, channel, message, updated_input=edited if edited != row.input else None
+            )
+        raise _Refused(400, "Bad form", "Choose approve, deny or approve with changes.")
+
+    async def _apply(self, row: ApprovalRequest, answer: Answer) -> ApprovalRequest:
+        try:
+            return await self._broker.decide(row.id, answer)
+        except RequestClosed:
+            now = await self._broker.store.get(row.id)
+            state = now.status.value if now else "closed"
+            raise _Refused(409, "Already decided", f"Request {row.id} is already {state}; nothing changed.") from None
+        except NotFound:
+            raise _Refused(404, "Not found", "There is no such request.") from None
+
+    async def decide(self, request: Request) -> Response:
+        sid = self._session(request)
+        if sid is None:
+            return PlainTextResponse("sign in first", status_code=401)
+        context: dict[str, Any] = {"signed_in": True, "csrf": self._auth.csrf_token(sid)}
+        row = None
+        try:
+            form = await self._checked_form(request, sid)
+            row = await self._broker.store.get(request.path_params["request_id"])
+            if row is None:
+                raise _Refused(404, "Not found", "There is no such request.")
+            await self._apply(row, self._answer(form, row, f"dashboard session {sid[:8]}", DASHBOARD_CHANNEL))
+        except _Refused as refused:
+            return self._refusal(request, refused, row=row, **context)
+        next_field = form.get("next")
+        return RedirectResponse(_safe_next(next_field if isinstance(next_field, str) else None), status_code=303)
+
+    # -- request links --------------------------------------------------------------------------------------
+
+    async def _link(self, token: str) -> tuple[RequestLink, ApprovalRequest]:
+        refused = _Refused(
+            403, "Link refused", "This link is not valid: it was changed or was not made by this server."
+        )
+        request_id = self._auth.peek_request_id(token)
+        row = await self._broker.store.get(request_id) if request_id else None
+        if row is None:
+            raise refused
+        try:
+            link = self._auth.read_request_link(token, (row.expires_at - row.created_at).total_seconds())
+        except LinkRefused as exc:
+            raise _Refused(403, "Link refused", str(exc)) from None
+        if link.approver not in self._approvers:
+            raise _Refused(403, "Link refused", "This link was made for someone who is no longer an approver.")
+        if row.status is not Status.PENDING:
+            raise _Refused(410, "Link no longer valid", f"Request {row.id} is already {row.status.value}.")
+        return link, row
+
+    async def link(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            link, row = await self._link(token)
+            csrf_key = f"link:{link.nonce}"
+            if request.method == "GET":
+                context = {"row": row, "answers": [], "action": f"/r/{token}", "csrf": self._auth.csrf_token(csrf_key)}
+                return self._page(request, "request.html", {**context, "approver": link.approver})
+            form = await self._checked_form(request, csrf_key)
+            answer = self._answer(form, row, link.approver, LINK_CHANNEL)
+            if not await self._broker.store.first_sighting(f"link:{link.nonce}", datetime.now(UTC)):
+                raise _Refused(410, "Link already used", "This link has already been used to answer.")
+            decided = await self._apply(row, answer)
+        except _Refused as refused:
+            return self._refusal(request, refused)
+        verb = "approved" if decided.status is Status.ALLOWED else "denied"
+        detail = f"Request {decided.id} is {verb}, as {decided.decided_by}. The agent has its answer."
+        return self._page(request, "message.html", {"title": verb.capitalize(), "detail": detail})
+
+    # -- live updates and export ----------------------------------------------------------------------------
+
+    def _event_data(self, event: Event, csrf: str) -> ServerSentEvent:
+        row = event.request
+        if event.kind == "request.created":
+            html = self._fragment("_card.html", row=row, csrf=csrf, action=None)
+            return ServerSentEvent(event="created", data=json.dumps({"id": row.id, "html": html}))
+        html = self._fragment("_history_row.html", row=row)
+        return ServerSentEvent(event="closed", data=json.dumps({"id": row.id, "status": row.status, "html": html}))
+
+    async def events(self, request: Request) -> Response:
+        sid = self._session(request)
+        if sid is None:
+            return PlainTextResponse("sign in first", status_code=401)
+        csrf = self._auth.csrf_token(sid)
+        hub = self._broker.events
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            async with hub.subscribe() as subscription:
+                yield ServerSentEvent(event="ready", data="{}")
+                async for event in subscription:
+                    yield self._event_data(event, csrf)
+
+        return EventSourceResponse(stream(), ping=15)
+
+    async def export(self, request: Request) -> Response:
+        sid = self._session(request)
+        if sid is None:
+            return self._login_redirect(request)
+        fmt = request.path_params["fmt"]
+        writers: dict[str, tuple[str, Callable[[list[ApprovalRequest], bool], str]]] = {
+            "jsonl": ("application/x-ndjson", _jsonl),
+            "csv": ("text/csv; charset=utf-8", _csv),
+        }
+        if fmt not in writers:
+            return PlainTextResponse("export as .jsonl or .csv", status_code=404)
+        try:
+            status, tool, text, _ = self._filters(request)
+        except _Refused as refused:
+            return self._refusal(request, refused, signed_in=True, csrf=self._auth.csrf_token(sid))
+        media_type, write = writers[fmt]
+        search = self._broker.store.search
+
+        async def body() -> AsyncIterator[str]:
+            offset = 0
+            while True:
+                rows, _ = await search(status, tool, text, limit=EXPORT_BATCH, offset=offset)
+                if rows or offset == 0:
+                    yield write(rows, offset == 0)
+                if len(rows) < EXPORT_BATCH:
+                    return
+                offset += EXPORT_BATCH
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        disposition = f'attachment; filename="approval-history-{stamp}.{fmt}"'
+        headers = {"content-disposition": disposition}
+        return StreamingResponse(body(), media_type=media_type, headers=headers)
+
+
+def _jsonl(rows: list[ApprovalRequest], first: bool) -> str:
+    return "".join(json.dumps(row.to_json(), ensure_ascii=False) + "\n" for row in rows)
+
+
+CSV_COLUMNS = [
+    "id",
+    "status",
+    "tool_name",
+    "created_at",
+    "expires_at",
+    "decided_at",
+    "decided_by",
+    "decided_via",
+    "reason",
+    "client",
+    "tool_use_id",
+    "input",
+    "updated_input",
+    "rendered",
+]
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell; JSON for structures. A text starting like a formula gets a leading `'`, so a spreadsheet opening
+    the export shows it instead of running it (the JSON Lines export is the exact record)."""
+    text = value if isinstance(value, str) else "" if value is None else json.dumps(value, ensure_ascii=False)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _csv(rows: list[ApprovalRequest], first: bool) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if first:
+        writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        record = row.to_json()
+        writer.writerow([_cell(record[column]) for column in CSV_COLUMNS])
+    return out.getvalue()

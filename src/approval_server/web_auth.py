@@ -1,0 +1,89 @@
+"""Who may use the dashboard: the login token, signed session cookies, CSRF tokens and per-approver request links.
+
+Every key is derived from the dashboard token, so every process with the same token accepts the same sessions
+and links, and changing the token signs everyone out and voids every link already sent. Signing uses
+`itsdangerous` (the library behind Starlette's and Flask's sessions), each purpose with its own salt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+SESSION_COOKIE = "approval_session"
+SESSION_SECONDS = 7 * 24 * 3600
+
+
+class LinkRefused(Exception):
+    """A request link that must not be honoured; `str(exc)` says why, in words for the page."""
+
+
+@dataclass(frozen=True)
+class RequestLink:
+    """What a valid request link grants: deciding `request_id`, as `approver`, once."""
+
+    request_id: str
+    approver: str
+    nonce: str
+
+
+class WebAuth:
+    def __init__(self, dashboard_token: str) -> None:
+        self._token = dashboard_token.encode()
+        key = hmac.new(self._token, b"approval-server dashboard keys", hashlib.sha256).digest()
+        self._key = key
+        self._sessions = URLSafeTimedSerializer(key, salt="dashboard-session")
+        self._links = URLSafeTimedSerializer(key, salt="request-link")
+
+    def token_matches(self, given: str) -> bool:
+        return secrets.compare_digest(given.encode(), self._token)
+
+    def new_session(self) -> str:
+        """A fresh session cookie value."""
+        return self._sessions.dumps({"sid": secrets.token_urlsafe(16)})
+
+    def session_id(self, cookie: str | None) -> str | None:
+        """The session id in a cookie value, or None if it is missing, forged or older than `SESSION_SECONDS`."""
+        if not cookie:
+            return None
+        try:
+            data = self._sessions.loads(cookie, max_age=SESSION_SECONDS)
+        except BadSignature:
+            return None
+        sid = data.get("sid") if isinstance(data, dict) else None
+        return sid if isinstance(sid, str) else None
+
+    def csrf_token(self, bound_to: str) -> str:
+        """The CSRF token for forms of one session (or one request link): only this server can compute it."""
+        return hmac.new(self._key, b"csrf:" + bound_to.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_matches(self, bound_to: str, given: str) -> bool:
+        return secrets.compare_digest(self.csrf_token(bound_to).encode(), given.encode())
+
+    def request_link_token(self, request_id: str, approver: str) -> str:
+        return self._links.dumps({"r": request_id, "a": approver, "n": secrets.token_urlsafe(12)})
+
+    def read_request_link(self, token: str, max_age: float) -> RequestLink:
+        """Check a link's signature and that it is at most `max_age` seconds old. Raises `LinkRefused`."""
+        try:
+            data = self._links.loads(token, max_age=max(1, int(max_age) + 1))
+        except SignatureExpired:
+            raise LinkRefused("This link has expired.") from None
+        except BadSignature:
+            raise LinkRefused("This link is not valid: it was changed or was not made by this server.") from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(key), str) for key in ("r", "a", "n")):
+            raise LinkRefused("This link is not valid.")
+        return RequestLink(request_id=data["r"], approver=data["a"], nonce=data["n"])
+
+    def peek_request_id(self, token: str) -> str | None:
+        """The request id a correctly signed link names, before its age can be checked against that request."""
+        try:
+            data = self._links.loads(token)
+        except BadSignature:
+            return None
+        request_id = data.get("r") if isinstance(data, dict) else None
+        return request_id if isinstance(request_id, str) else None
