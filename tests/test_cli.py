@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from tests.fake_twilio import FakeTwilio
 from tests.support import API_TOKEN, MCP_TOKEN, REPO, ServerProcess, wait_for_pending
 
@@ -77,6 +79,21 @@ def test_mcp_config_prints_a_working_claude_code_config(tmp_path: Path) -> None:
         "timeout": 330000,
     }
     assert (tmp_path / "data" / "mcp-token").stat().st_mode & 0o777 == 0o600
+
+
+async def test_dashboard_prints_a_login_url_that_signs_in(server: ServerProcess, tmp_path: Path) -> None:
+    result = cli("dashboard", cwd=tmp_path, env=server_env(server))
+    assert result.returncode == 0, result.stderr
+    token = (server.data_dir / "dashboard-token").read_text().strip()
+    assert (server.data_dir / "dashboard-token").stat().st_mode & 0o777 == 0o600
+    assert result.stdout.strip() == f"{server.url}/login?token={token}"
+    async with httpx.AsyncClient() as client:
+        response = await client.get(result.stdout.strip())
+    assert response.status_code == 303
+    assert "approval_session=" in response.headers["set-cookie"]
+    public = cli("dashboard", "--public", cwd=tmp_path, env=server_env(server))
+    assert public.returncode == 2
+    assert "PUBLIC_URL is not set" in public.stderr
 
 
 def test_doctor_without_a_server_says_how_to_start_it(tmp_path: Path) -> None:

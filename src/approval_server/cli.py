@@ -172,6 +172,20 @@ def mcp_config(
     typer.echo(json.dumps({"mcpServers": {SERVER_NAME: server}}, indent=2))
 
 
+@app.command()
+def dashboard(
+    public: Annotated[bool, typer.Option("--public", help="Use PUBLIC_URL instead of the local address.")] = False,
+    env_file: EnvFile = ENV_DEFAULT,
+) -> None:
+    """Print the dashboard's login URL (it holds the dashboard token: keep it private)."""
+    settings = _settings(env_file)
+    tokens, _ = load_tokens(settings)
+    if public and settings.public_url is None:
+        raise ConfigError("PUBLIC_URL is not set, so there is no public address; drop --public.")
+    base = str(settings.public_url).rstrip("/") if public else settings.local_url
+    typer.echo(f"{base}/login?token={tokens.dashboard}")
+
+
 @app.command("setup-template")
 def setup_template(
     config: Annotated[Path, typer.Option(help="The template definition.")] = Path("template_config.json"),

@@ -58,7 +58,7 @@ _SECURITY_HEADERS = [
     (b"content-security-policy", _CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),  # a request link must never leak through a Referer header
+    (b"referrer-policy", b"same-origin"),  # a request link never leaks to another site through a Referer
     (b"cache-control", b"no-store"),
 ]
 
@@ -182,13 +182,15 @@ class Dashboard:
 
     @staticmethod
     def _same_origin(request: Request) -> bool:
-        """False for a POST a browser says came from another site or another origin (another port included)."""
-        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            return False
+        """False for a POST a browser says came from another site or another origin (another port included).
+
+        Browsers set `Sec-Fetch-Site` themselves and no page can forge it; without it (an older browser), the
+        `Origin` header must name this host. A client sending neither is not a browser, and needs the CSRF token."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None:
+            return site in ("same-origin", "none")
         origin = request.headers.get("origin")
-        if origin is None:
-            return True
-        return origin != "null" and urlsplit(origin).netloc == request.headers.get("host")
+        return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
     async def _form(self, request: Request) -> FormData:
         if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
