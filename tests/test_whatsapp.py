@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.fake_twilio import FakeTwilio
-from tests.support import ServerProcess, wait_for_pending
+from tests.support import REPO, ServerProcess, wait_for_pending
 from tests.whatsapp_support import ALICE, BOB, MALLORY, PUBLIC_URL, make_template, sent_to, text_of
 
 TOOL = "permissions__approve"
@@ -156,6 +156,31 @@ async def test_what_the_phone_shows_is_exactly_what_runs(
     assert "\u202e" not in body
     assert "\x1b" not in body
     assert answer["updatedInput"] == {"command": command}
+
+
+@pytest.mark.parametrize("length", [600, 780, 850])
+async def test_a_request_near_the_template_limit_still_fits_with_its_link(
+    start_whatsapp: Callable[..., ServerProcess], fake: FakeTwilio, length: int
+) -> None:
+    """A quick-reply template's text is at most 1,024 characters once its variables are filled in."""
+    server = start_whatsapp(TWILIO_CONTENT_SID=make_template(fake))
+    template = json.loads((REPO / "template_config.json").read_text())["types"]["twilio/quick-reply"]["body"]
+    async with server.mcp() as mcp:
+        command = "echo " + "x" * length
+        call = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": command}}))
+        messages = await sent_to(fake, ALICE)
+        for count in range(2, 10):  # long requests come in parts first; the template message is the last one
+            if messages[-1].content_variables:
+                break
+            messages = await sent_to(fake, ALICE, count)
+        call.cancel()
+    variables = messages[-1].content_variables
+    assert variables
+    filled = template.replace("{{1}}", variables["1"]).replace("{{2}}", variables["2"])
+    assert len(filled) <= 1024
+    assert f"{PUBLIC_URL}/r/" in variables["1"]
+    shown = "".join(text_of(m) for m in messages)
+    assert command in shown
 
 
 async def test_long_input_arrives_in_numbered_parts_and_nothing_is_dropped(

@@ -30,7 +30,8 @@ from approval_server.web_auth import WebAuth
 
 logger = logging.getLogger(__name__)
 
-# Twilio's limit for a message body is 1,600 characters; a quick-reply template's text is 1,024 with variables.
+# Twilio's limit for a message body is 1,600 characters; a quick-reply template's text is 1,024 with variables, and
+# the template's own words take about 100: the request as shown (with its link and expiry) must fit in the rest.
 TEMPLATE_TEXT_LIMIT = 900
 PART_LIMIT = 1400
 # Past this, the input is not split into parts but summarised with its exact length.
@@ -104,12 +105,13 @@ class WhatsAppChannel(Channel):
         described = render_whatsapp(request.tool_name, request.input)
         shown_input = for_monospace(json.dumps(request.input, ensure_ascii=False, indent=1))
         seconds = (request.expires_at - request.created_at).total_seconds()
-        expiry = f"⏱️ Expires in {describe_duration(seconds)} ({request.expires_at:%H:%M} UTC)"
-        link = self.link(request.id, approver)
-        expiry = f"🔗 Read it all and answer in a browser: {link}\n{expiry}"
+        footer = (
+            f"🔗 Read it all and answer in a browser: {self.link(request.id, approver)}\n"
+            f"⏱️ Expires in {describe_duration(seconds)} ({request.expires_at:%H:%M} UTC)"
+        )
         try:
-            if len(described) <= TEMPLATE_TEXT_LIMIT:
-                shown = f"{described}\n\n{expiry}"
+            if len(described) + 2 + len(footer) <= TEMPLATE_TEXT_LIMIT:
+                shown = f"{described}\n\n{footer}"
             elif len(described) <= MAX_SHOWN:
                 # Split the text as shown, never inside a `⟨U+XXXX⟩`, and fence each part without escaping it again.
                 parts = _split(shown_input, PART_LIMIT)
@@ -118,13 +120,13 @@ class WhatsAppChannel(Channel):
                     await self._send(approver, request.id, body=head + FENCE + part + FENCE)
                 shown = (
                     f"Tool: {monospace(request.tool_name)}\nThe full input ({len(shown_input):,} "
-                    f"characters) is in the {len(parts)} numbered messages above.\n\n{expiry}"
+                    f"characters) is in the {len(parts)} numbered messages above.\n\n{footer}"
                 )
             else:
                 shown = (
                     f"Tool: {monospace(request.tool_name)}\nThe input is {len(shown_input):,} characters "
                     f"long, too long to show here. Read it in full at the link below, or with "
-                    f"`approval-server show {request.id}`, before you answer.\n\n{expiry}"
+                    f"`approval-server show {request.id}`, before you answer.\n\n{footer}"
                 )
             sid = await self._send_request(approver, request.id, shown)
             early = self._early_failures.pop(sid, None)
