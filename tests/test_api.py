@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -63,6 +63,8 @@ async def test_public_url_host_is_accepted(start_server: Callable[..., ServerPro
         (b'{"decision": "allow", "updated_input": "rm -rf /"}', 400, "updated_input"),
         (b'{"decision": "allow", "surprise": 1}', 400, "surprise"),
         (b"\xff\xfe", 400, "JSON object"),
+        (b'{"decision": "allow", "updated_input": {"a": ' + b"[" * 200_000, 400, "nested too deeply"),
+        (b" " * (2 * 1024 * 1024 + 1), 413, "larger than"),
     ],
 )
 async def test_bad_decisions_are_4xx_and_change_nothing(
@@ -79,6 +81,16 @@ async def test_bad_decisions_are_4xx_and_change_nothing(
         assert row["answers"] == []
         assert not call.done()
         call.cancel()
+
+
+async def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(server: ServerProcess) -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(100):  # 6.4 MB, no Content-Length
+            yield b" " * 65536
+
+    async with server.api() as api:
+        response = await api.post("/api/requests/abcdefgh/decision", content=endless())
+    assert response.status_code == 413
 
 
 async def test_unknown_ids_and_statuses(server: ServerProcess) -> None:

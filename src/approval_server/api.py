@@ -15,12 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from approval_server.bodies import read_body
 from approval_server.broker import Broker
 from approval_server.errors import BadRequest, NotFound
 from approval_server.models import Answer, Status
 
 API_CHANNEL = "api"
 MAX_LIMIT = 1000
+MAX_BODY = 2 * 1024 * 1024
 
 
 class DecisionBody(BaseModel):
@@ -67,10 +69,13 @@ async def get_request(request: Request) -> JSONResponse:
 
 
 async def post_decision(request: Request) -> JSONResponse:
+    raw = await read_body(request, MAX_BODY)
     try:
-        payload = json.loads(await request.body())
+        payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadRequest("the body must be a JSON object") from None
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
     try:
         body = DecisionBody.model_validate(payload)
     except ValidationError as exc:

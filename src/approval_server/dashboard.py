@@ -34,8 +34,9 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from approval_server import __version__
+from approval_server.bodies import read_form
 from approval_server.broker import Broker
-from approval_server.errors import NotFound, RequestClosed
+from approval_server.errors import BadRequest, NotFound, RequestClosed, TooLarge
 from approval_server.events import Event
 from approval_server.models import Answer, ApprovalRequest, Status
 from approval_server.render import fields, json_for_editing, segments
@@ -193,11 +194,11 @@ class Dashboard:
         return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
     async def _form(self, request: Request) -> FormData:
-        if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-            raise _Refused(413, "Too large", "The form is larger than 2 MB; nothing was changed.")
         try:
-            return await request.form()
-        except Exception:  # Starlette raises several kinds for a malformed body
+            return await read_form(request, MAX_FORM_BYTES)
+        except TooLarge:
+            raise _Refused(413, "Too large", "The form is larger than 2 MB; nothing was changed.") from None
+        except BadRequest:
             raise _Refused(400, "Bad form", "The form could not be read; nothing was changed.") from None
 
     async def _checked_form(self, request: Request, bound_to: str) -> FormData:
@@ -341,6 +342,8 @@ class Dashboard:
                 raise _Refused(
                     400, "Edited input is not valid JSON", f"{exc.msg} at line {exc.lineno}, column {exc.colno}."
                 ) from None
+            except RecursionError:
+                raise _Refused(400, "Edited input is not valid JSON", "It is nested too deeply.") from None
             if not isinstance(edited, dict):
                 raise _Refused(400, "Edited input is not valid", "It must be a JSON object, like the original.")
             return Answer(

@@ -7,7 +7,8 @@ ApprovalServerError
  └── HTTPError            an answer to an HTTP client, carrying its status
       ├── BadRequest      400: malformed JSON or fields
       ├── NotFound        404: no such request
-      └── RequestClosed   409: the request has left `pending` already
+      ├── RequestClosed   409: the request has left `pending` already
+      └── TooLarge        413: the body is over the route's limit
 """
 
 from __future__ import annotations
@@ -49,3 +50,8 @@ class NotFound(HTTPError):
 class RequestClosed(HTTPError):
     status_code = 409
     code = "request_closed"
+
+
+class TooLarge(HTTPError):
+    status_code = 413
+    code = "too_large"

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from approval_server.bodies import read_form
 from approval_server.broker import Broker
 from approval_server.channels.whatsapp import InboundAnswer, WhatsAppChannel, parse_answer
 from approval_server.config import WhatsAppSettings
@@ -39,12 +40,7 @@ class TwilioWebhook:
         self._signed_url = settings.webhook_url
 
     async def handle(self, request: Request) -> Response:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            raise BadRequest("body too large")
-        try:
-            form = await request.form()
-        except Exception:  # Starlette raises several kinds for a malformed body
-            raise BadRequest("the body must be application/x-www-form-urlencoded") from None
+        form = await read_form(request, MAX_BODY)
         signature = request.headers.get("x-twilio-signature")
         url = self._signed_url + (f"?{request.url.query}" if request.url.query else "")
         # RequestValidator raises on a missing signature, so check that first.
