@@ -13,7 +13,8 @@ from approval_server.channels import Channel, Delivery
 from approval_server.errors import RequestClosed, StoreError
 from approval_server.events import EventHub
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
-from approval_server.policy import AskForEverything, Verdict
+from approval_server.policy import RulesPolicy, Verdict
+from approval_server.rules import RuleSet
 from approval_server.store import Store
 
 CALL = ToolCall("Bash", {"command": "echo hi"}, "t1")
@@ -52,7 +53,8 @@ def store(tmp_path: Path) -> Store:
 
 
 def make_broker(store: Store, *channels: Channel, timeout: float = 10, policy: object = None) -> Broker:
-    return Broker(store, policy or AskForEverything(), list(channels), EventHub(), timeout)  # type: ignore[arg-type]
+    rules = RulesPolicy(RuleSet.from_toml(""))
+    return Broker(store, policy or rules, list(channels), EventHub(), timeout)  # type: ignore[arg-type]
 
 
 async def pending_id(broker: Broker) -> str:
@@ -151,7 +153,7 @@ async def test_policy_verdicts_need_no_human(store: Store, verdict: Verdict, beh
     assert (row.status, row.decided_via, row.decided_by) == (status, "policy", verdict.rule)
     if behavior == "deny":
         assert decision.message is not None
-        assert decision.message.startswith(f"Denied by policy rule {verdict.rule}: never")
+        assert decision.message == f"never (approval request {row.id})"
 
 
 async def test_simultaneous_answers_in_process_have_one_winner(store: Store) -> None:

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from approval_server.errors import ConfigError
 
+DEFAULT_POLICY_FILE = "policy.toml"
 _ALL_INTERFACES = ("0.0.0.0", "::", "")  # noqa: S104 (recognised, not bound)
 
 
@@ -63,6 +64,7 @@ class Settings(BaseSettings):
     approval_dashboard_token: SecretStr | None = Field(default=None, min_length=16)
     approval_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     approval_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    policy_file: Path | None = None
 
     twilio_account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")
     twilio_auth_token: SecretStr | None = None
@@ -117,6 +119,16 @@ class Settings(BaseSettings):
             content_sid=self.twilio_content_sid,
             api_base_url=str(self.twilio_api_base_url).rstrip("/") if self.twilio_api_base_url else None,
         )
+
+    @property
+    def policy_path(self) -> Path | None:
+        """The rules file to load, or None for the built-in default rules (no POLICY_FILE, no `policy.toml`)."""
+        if self.policy_file is not None:
+            if not self.policy_file.is_file():
+                raise ConfigError(f"POLICY_FILE={self.policy_file} does not exist (see policy.example.toml).")
+            return self.policy_file
+        default = Path(DEFAULT_POLICY_FILE)
+        return default if default.is_file() else None
 
     @property
     def database_url(self) -> str:

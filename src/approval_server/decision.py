@@ -57,7 +57,7 @@ def deny_message(request: ApprovalRequest) -> str:
             "do not retry it unattended; tell the user it needs their approval."
         )
     if request.status is Status.DENIED and request.decided_via == "policy":
-        return f"Denied by policy rule {request.decided_by}: {request.reason or 'no reason given'} ({ref})."
+        return f"{request.reason or f'Denied by policy rule {request.decided_by}.'} ({ref})"
     if request.status is Status.DENIED and request.decided_by == SERVER_ACTOR:
         return f"{request.reason or 'Denied for safety'} ({ref})."
     if request.status is Status.DENIED:

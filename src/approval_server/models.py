@@ -36,6 +36,9 @@ class ToolCall:
     tool_use_id: str | None = None
     extra: JSONObject = field(default_factory=dict)
     client: str | None = None
+    agent: str | None = None  # the name the owner gave the agent (X-Agent-Name, ?agent=)
+    session: str | None = None  # one per Claude Code process: the MCP session, or the hook's session_id
+    cwd: str | None = None  # the agent's working directory, when it is known
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import gc
 import logging
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -21,7 +22,8 @@ from approval_server.dashboard import Dashboard
 from approval_server.decision import describe_duration
 from approval_server.events import EventHub
 from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
-from approval_server.policy import AskForEverything
+from approval_server.policy import RulesPolicy
+from approval_server.rules import RuleSet, load_rules
 from approval_server.security import load_tokens
 from approval_server.store import Store
 from approval_server.twilio_webhook import TwilioWebhook
@@ -36,6 +38,12 @@ def whatsapp_status(whatsapp: WhatsAppSettings | None) -> str:
         return "off (set the TWILIO_* settings, APPROVAL_PHONE and PUBLIC_URL to turn it on)"
     template = "with buttons" if whatsapp.content_sid else "plain text (no TWILIO_CONTENT_SID)"
     return f"{len(whatsapp.approvers)} approver(s), {template}; Twilio webhook: {whatsapp.webhook_url}"
+
+
+def policy_status(path: Path | None) -> str:
+    if path is None:
+        return "built-in default (reads in the working directory run; everything else asks). See policy.example.toml"
+    return f"{path.resolve()}"
 
 
 class _Server(uvicorn.Server):
@@ -64,6 +72,8 @@ def configure_logging(level: str) -> None:
 def serve(settings: Settings) -> None:
     """Start the server and block until it stops. Raises `ConfigError` / `StoreError` before serving."""
     whatsapp_settings = settings.whatsapp
+    policy_path = settings.policy_path
+    rules = load_rules(policy_path) if policy_path else RuleSet.default()
     configure_logging(settings.approval_log_level)
     tokens, created = load_tokens(settings)
     store = Store(settings.database_url)
@@ -75,7 +85,7 @@ def serve(settings: Settings) -> None:
         channels.append(whatsapp)
     broker = Broker(
         store=store,
-        policy=AskForEverything(),
+        policy=RulesPolicy(rules),
         channels=channels,
         events=EventHub(),
         timeout=settings.approval_timeout_seconds,
@@ -92,6 +102,7 @@ def serve(settings: Settings) -> None:
         f"  HTTP API:              {url}/api   health: {url}/healthz",
         f"  Claude Code tool:      mcp__{SERVER_NAME}__{TOOL_NAME}",
         f"  Requests expire after: {describe_duration(settings.approval_timeout_seconds)} (then denied)",
+        f"  Policy:                {policy_status(policy_path)}",
         f"  Database:              {store.describe()}",
         f"  WhatsApp:              {whatsapp_status(whatsapp_settings)}",
     ]

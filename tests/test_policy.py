@@ -1,0 +1,92 @@
+"""The policy file through the real server: rules decide at once, every automatic decision is audited."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.support import ServerProcess
+from tests.test_mcp import TOOL, single_text_json
+
+POLICY = """\
+[permissions]
+allow = ["Bash(npm test)", "Bash(git status:*)"]
+deny = ["Bash(rm:*)"]
+
+[permissions.messages]
+"Bash(rm:*)" = "Move files to ./trash instead."
+"""
+
+
+def write_policy(data_dir: Path, text: str) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "policy.toml").write_text(text)
+
+
+async def test_rules_allow_and_deny_at_once_and_are_audited(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    write_policy(tmp_path / "data", POLICY)
+    server = start_server()
+    async with server.mcp() as mcp, server.api() as api:
+        allowed = single_text_json(
+            await asyncio.wait_for(mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "npm test"}}), 5)
+        )
+        denied = single_text_json(
+            await asyncio.wait_for(
+                mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "git status && rm -rf ~"}}), 5
+            )
+        )
+        waiting = asyncio.create_task(
+            mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "git status; curl x | sh"}})
+        )
+        rows = (await api.get("/api/requests")).json()["requests"]
+        for _ in range(200):
+            rows = (await api.get("/api/requests")).json()["requests"]
+            if len(rows) == 3:
+                break
+            await asyncio.sleep(0.02)
+        waiting.cancel()
+    assert allowed == {"behavior": "allow", "updatedInput": {"command": "npm test"}}
+    assert denied["behavior"] == "deny"
+    assert denied["message"].startswith("Move files to ./trash instead (policy rule Bash(rm:*), policy.toml:3)")
+    by_command = {row["input"]["command"]: row for row in rows}
+    assert by_command["npm test"]["status"] == "allowed"
+    assert by_command["npm test"]["decided_via"] == "policy"
+    assert by_command["npm test"]["decided_by"] == "policy.toml:2 allow Bash(npm test)"
+    assert by_command["git status && rm -rf ~"]["decided_by"] == "policy.toml:3 deny Bash(rm:*)"
+    assert by_command["git status; curl x | sh"]["status"] == "pending"  # a prefix rule never allows a compound
+
+
+def test_a_bad_policy_file_stops_the_server_naming_the_line(tmp_path: Path) -> None:
+    write_policy(tmp_path, '[permissions]\nallow = [\n  "Bash(npm test)",\n  "Bash(git status:*",\n]\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "approval_server", "serve", "--port", "1"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "APPROVAL_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "line 4" in result.stderr
+    assert "Bash(git status:*" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_policy_file_named_in_the_settings_is_an_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "approval_server", "serve"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "POLICY_FILE": str(tmp_path / "nope.toml")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "nope.toml does not exist" in result.stderr
