@@ -43,6 +43,8 @@ from approval_server.render import fields, json_for_editing, segments
 from approval_server.web_auth import SESSION_COOKIE, SESSION_SECONDS, LinkRefused, RequestLink, WebAuth
 
 PAGE_SIZE = 50
+PENDING_SHOWN = 200  # newest first; past that the page says how many more there are (the history lists them all)
+SUMMARY_CHARS = 400
 EXPORT_BATCH = 500
 MAX_FORM_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE = 2000
@@ -101,6 +103,18 @@ def escapes_marked(text: str) -> Markup:
     )
 
 
+def summary(text: str, size: int = SUMMARY_CHARS) -> Markup:
+    """The start of a stored `rendered` text for a history row, saying exactly how much more the record holds."""
+    if len(text) <= size:
+        return escapes_marked(text)
+    cut = text.rfind("⟨", 0, size)
+    end = cut if cut != -1 and text.find("⟩", cut) >= size else size  # never inside a `⟨U+XXXX⟩`
+    more = len(text) - end
+    return escapes_marked(text[:end]) + Markup(
+        '<span class="more">… {:,} more characters: open the record</span>'
+    ).format(more)
+
+
 def _utc(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
@@ -113,6 +127,7 @@ def _templates() -> Jinja2Templates:
     )
     env.filters["shown"] = shown
     env.filters["escapes_marked"] = escapes_marked
+    env.filters["summary"] = summary
     env.filters["utc"] = _utc
     env.filters["editable"] = json_for_editing
     env.globals["fields"] = fields
@@ -297,17 +312,23 @@ class Dashboard:
             history = await self._history(request)
         except _Refused as refused:
             return self._refusal(request, refused, signed_in=True, csrf=self._auth.csrf_token(sid))
-        pending = await self._broker.store.recent(status=Status.PENDING, limit=500)
-        context = {"pending": pending, "csrf": self._auth.csrf_token(sid), "signed_in": True, **history}
+        pending, pending_total = await self._broker.store.search(Status.PENDING, limit=PENDING_SHOWN)
+        context = {
+            "pending": pending,
+            "pending_total": pending_total,
+            "csrf": self._auth.csrf_token(sid),
+            "signed_in": True,
+            **history,
+        }
         return self._page(request, "index.html", context)
 
     async def pending_fragment(self, request: Request) -> Response:
         sid = self._session(request)
         if sid is None:
             return PlainTextResponse("sign in first", status_code=401)
-        pending = await self._broker.store.recent(status=Status.PENDING, limit=500)
+        pending, total = await self._broker.store.search(Status.PENDING, limit=PENDING_SHOWN)
         html = self._fragment("_pending.html", pending=pending, csrf=self._auth.csrf_token(sid), action=None)
-        return Response(html, media_type="text/html")
+        return Response(html, media_type="text/html", headers={"x-pending-total": str(total)})
 
     async def request_page(self, request: Request) -> Response:
         sid = self._session(request)

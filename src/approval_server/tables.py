@@ -45,10 +45,11 @@ requests = sa.Table(
     sa.Column("decided_by", sa.Text, nullable=True),
     sa.Column("decided_via", sa.Text, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
-    sa.Index("ix_requests_created_at", "created_at"),
-    # The history pages: newest first within one status or one tool.
-    sa.Index("ix_requests_status_created_at", "status", "created_at"),
-    sa.Index("ix_requests_tool_name_created_at", "tool_name", "created_at"),
+    # The history pages: newest first, in all or within one status or one tool. Each index ends with the id, the
+    # tie-breaker of that order, so a page (however deep) is read in index order and never sorted.
+    sa.Index("ix_requests_created_at_id", "created_at", "id"),
+    sa.Index("ix_requests_status_created_at_id", "status", "created_at", "id"),
+    sa.Index("ix_requests_tool_name_created_at_id", "tool_name", "created_at", "id"),
 )
 
 # Every answer given, the winning one and those that came too late.

@@ -33,11 +33,15 @@
   const live = document.getElementById("live-status");
   const count = document.getElementById("pending-count");
   const baseTitle = "approval-server";
+  // The server's count: the list may show only the newest of many.
+  let total = count ? Number(count.textContent) || 0 : 0;
+  const decidedHere = new Set(); // removed by this page already: their `closed` event must not count twice
 
   function refreshCount() {
     const n = pending.querySelectorAll(".card").length;
-    count.textContent = String(n);
-    document.title = n ? `(${n}) ${baseTitle}` : baseTitle;
+    total = Math.max(total, n);
+    count.textContent = String(total);
+    document.title = total ? `(${total}) ${baseTitle}` : baseTitle;
     let empty = pending.querySelector(".empty");
     if (n === 0 && !empty) {
       empty = document.createElement("p");
@@ -64,6 +68,7 @@
       // Keep the cards being edited; replace the rest with what the server says is pending now.
       const fresh = document.createElement("template");
       fresh.innerHTML = await response.text();
+      total = Number(response.headers.get("X-Pending-Total")) || 0;
       const ids = new Set();
       for (const card of fresh.content.querySelectorAll(".card")) {
         ids.add(card.id);
@@ -86,7 +91,10 @@
     });
     source.addEventListener("created", (event) => {
       const data = JSON.parse(event.data);
-      if (!document.getElementById("req-" + data.id)) pending.prepend(fragment(data.html));
+      if (!document.getElementById("req-" + data.id)) {
+        pending.prepend(fragment(data.html));
+        total += 1;
+      }
       refreshCount();
       tick();
     });
@@ -94,6 +102,7 @@
       const data = JSON.parse(event.data);
       const card = document.getElementById("req-" + data.id);
       if (card) card.remove();
+      if (!decidedHere.delete(data.id)) total = Math.max(0, total - 1);
       refreshCount();
       if (history && history.dataset.live) {
         const old = document.getElementById("hist-" + data.id);
@@ -107,7 +116,50 @@
     };
   }
 
+  // Decide without reloading the page: post the form, and let the `closed` event move the request to the history.
+  // Without this script the same forms work as plain posts.
+  async function decide(event) {
+    const form = event.target;
+    const card = form instanceof HTMLFormElement ? form.closest("#pending .card") : null;
+    if (!card || form.method.toLowerCase() !== "post") return;
+    event.preventDefault();
+    const body = new URLSearchParams(new FormData(form, event.submitter)); // before the buttons are disabled
+    const buttons = card.querySelectorAll("button");
+    for (const button of buttons) button.disabled = true;
+    let problem = null;
+    try {
+      const response = await fetch(form.action, { method: "POST", body, credentials: "same-origin", redirect: "manual" });
+      if (response.type !== "opaqueredirect" && !response.ok) {
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        const title = page.querySelector("h1");
+        const detail = page.querySelector(".detail");
+        problem = `${title ? title.textContent : "Refused"}: ${detail ? detail.textContent : response.status}`;
+      }
+    } catch (error) {
+      problem = "The server could not be reached; nothing was decided.";
+    }
+    for (const button of buttons) button.disabled = false;
+    let note = card.querySelector(".error");
+    if (!problem) {
+      if (card.isConnected) {
+        decidedHere.add(card.dataset.requestId);
+        card.remove();
+        total = Math.max(0, total - 1);
+        refreshCount();
+      }
+      return;
+    }
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "error";
+      note.setAttribute("role", "alert");
+      card.querySelector(".decide").prepend(note);
+    }
+    note.textContent = problem;
+  }
+
   tick();
   setInterval(tick, 1000);
+  document.addEventListener("submit", decide);
   if (pending && live) follow();
 })();
