@@ -1006,3 +1006,21 @@ async def test_the_csv_export_neutralises_formulas(dash: ServerProcess) -> None:
         "@SUM(1+1)*cmd|' /C calc'!A0",
         "-2+3 no",
     )
+
+
+async def test_a_long_input_is_summarised_in_the_history_and_whole_on_its_page(dash: ServerProcess) -> None:
+    tail = f"rm -rf /srv/{marker()}"
+    tool_input = {"command": "echo " + "a" * 3000 + " && " + tail}
+    async with dash.mcp() as mcp, dash.api() as api, signed_in(dash) as http:
+        call, pending = await ask(mcp, api, tool_input)
+        await deny_via_api(api, pending["id"])
+        await answer(call)
+        listing = await http.get("/", params={"q": pending["id"]})
+        record = await http.get(f"/requests/{pending['id']}")
+    row = listing.text[listing.text.index(f'id="hist-{pending["id"]}"') :]
+    row = row[: row.index("</tr>")]
+    assert tail not in row
+    more = re.search(r"… ([0-9,]+) more characters: open the record", row)
+    assert more is not None
+    assert int(more.group(1).replace(",", "")) > 2500
+    assert tail in record.text  # the full record holds everything
