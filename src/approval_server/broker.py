@@ -66,7 +66,7 @@ class Broker:
         waiter: asyncio.Future[ApprovalRequest] = asyncio.get_running_loop().create_future()
         self._waiters[request.id] = waiter
         try:
-            return await self._submit(request, waiter)
+            return await self._submit(call, request, waiter)
         except asyncio.CancelledError:
             with anyio.CancelScope(shield=True):
                 await self._close_quietly(
@@ -84,13 +84,13 @@ class Broker:
             if self._shutting_down and not self._waiters:
                 self._drained.set()
 
-    async def _submit(self, request: ApprovalRequest, waiter: asyncio.Future[ApprovalRequest]) -> Decision:
+    async def _submit(
+        self, call: ToolCall, request: ApprovalRequest, waiter: asyncio.Future[ApprovalRequest]
+    ) -> Decision:
         await self.store.insert(request)
         self.events.publish(Event("request.created", request))
 
-        verdict = self.policy.evaluate(
-            ToolCall(request.tool_name, request.input, request.tool_use_id, request.extra, request.client)
-        )
+        verdict = self.policy.evaluate(call)
         if verdict.action != "ask":
             status = Status.ALLOWED if verdict.action == "allow" else Status.DENIED
             return await self._close(request.id, Answer(status, verdict.rule or "policy", "policy", verdict.reason))

@@ -9,12 +9,13 @@ no `structuredContent`, the only shape Claude Code accepts.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Annotated, Any
 
 import anyio
 from fastmcp import Context, FastMCP
-from fastmcp.server.dependencies import get_context
+from fastmcp.server.dependencies import get_context, get_http_request
 from fastmcp.tools import Tool, ToolResult
 from mcp.types import TextContent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -56,6 +57,30 @@ def _text_result(decision: Decision) -> ToolResult:
     return ToolResult(content=[TextContent(type="text", text=decision.to_json_text())])
 
 
+AGENT_HEADER = "x-agent-name"
+CWD_HEADER = "x-agent-cwd"
+_AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _agent() -> tuple[str | None, str | None]:
+    """The agent's name and working directory, from the MCP config's headers (`X-Agent-Name`, `X-Agent-Cwd`) or
+    URL (`?agent=`, `?cwd=`); Claude Code fills `${VAR}` in both, so `"X-Agent-Cwd": "${PWD}"` works.
+
+    Raises `ValueError` for a name that could pass for another or a relative directory: policy rules key on both.
+    """
+    try:
+        request = get_http_request()
+    except RuntimeError:  # stdio
+        return None, None
+    name = request.headers.get(AGENT_HEADER) or request.query_params.get("agent")
+    cwd = request.headers.get(CWD_HEADER) or request.query_params.get("cwd")
+    if name is not None and not _AGENT_NAME.match(name):
+        raise ValueError(f"agent name {name!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'")
+    if cwd is not None and not cwd.startswith("/"):
+        raise ValueError(f"agent working directory {cwd!r} is not an absolute path")
+    return name or None, cwd or None
+
+
 def _client_name(context: Context) -> str | None:
     meta = context.request_context.meta if context.request_context else None
     info = (meta or {}).get("io.modelcontextprotocol/clientInfo")
@@ -79,12 +104,19 @@ class PermissionTool(Tool):
             logger.warning("malformed permission request denied: %s", problems)
             return _text_result(Decision.deny(f"Malformed permission request ({problems}), so it was denied."))
         context = get_context()
+        try:
+            agent, cwd = _agent()
+        except ValueError as exc:
+            logger.warning("permission request denied: %s", exc)
+            return _text_result(Decision.deny(f"The MCP configuration is not valid ({exc}), so it was denied."))
         call = ToolCall(
             tool_name=parsed.tool_name,
             input=parsed.input,
             tool_use_id=parsed.tool_use_id,
             extra=dict(parsed.model_extra or {}),
             client=_client_name(context),
+            agent=agent,
+            cwd=cwd,
         )
         try:
             async with anyio.create_task_group() as group:

@@ -66,6 +66,9 @@ class ApprovalRequest:
     created_at: datetime
     expires_at: datetime
     status: Status = Status.PENDING
+    agent: str | None = None
+    session: str | None = None
+    cwd: str | None = None
     decided_at: datetime | None = None
     decided_by: str | None = None
     decided_via: str | None = None
@@ -81,6 +84,9 @@ class ApprovalRequest:
             tool_use_id=call.tool_use_id,
             extra=call.extra,
             client=call.client,
+            agent=call.agent,
+            session=call.session,
+            cwd=call.cwd,
             rendered=rendered,
             created_at=now,
             expires_at=now + timedelta(seconds=timeout),
@@ -101,6 +107,9 @@ class ApprovalRequest:
             "tool_use_id": self.tool_use_id,
             "extra": self.extra,
             "client": self.client,
+            "agent": self.agent,
+            "session": self.session,
+            "cwd": self.cwd,
             "rendered": self.rendered,
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),

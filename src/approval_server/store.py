@@ -58,6 +58,9 @@ def _row_to_request(row: sa.Row[Any]) -> ApprovalRequest:
         tool_use_id=row.tool_use_id,
         extra=row.extra,
         client=row.client,
+        agent=row.agent,
+        session=row.session,
+        cwd=row.cwd,
         rendered=row.rendered,
         created_at=row.created_at,
         expires_at=row.expires_at,
@@ -145,7 +148,14 @@ class Store:
         if tool:
             conditions.append(requests.c.tool_name == tool)
         if text:
-            searched = (requests.c.id, requests.c.rendered, requests.c.decided_by, requests.c.reason, requests.c.client)
+            searched = (
+                requests.c.id,
+                requests.c.rendered,
+                requests.c.decided_by,
+                requests.c.reason,
+                requests.c.client,
+                requests.c.agent,
+            )
             if self._engine.dialect.name == "sqlite":
                 # SQLite's LIKE ignores case exactly as far as its lower() folds it (ASCII), without lower()'s copy
                 # of every text: the same matches, at twice the speed on a history with long inputs.

@@ -103,6 +103,8 @@ class WhatsAppChannel(Channel):
     async def _ask(self, approver: str, request: ApprovalRequest) -> str | None:
         """Send the request to one approver; returns why it failed, or None."""
         described = render_whatsapp(request.tool_name, request.input)
+        if request.agent:
+            described = f"Agent: {monospace(request.agent)}\n{described}"
         shown_input = for_monospace(json.dumps(request.input, ensure_ascii=False, indent=1))
         seconds = (request.expires_at - request.created_at).total_seconds()
         footer = (
