@@ -96,6 +96,18 @@ async def test_dashboard_prints_a_login_url_that_signs_in(server: ServerProcess,
     assert "PUBLIC_URL is not set" in public.stderr
 
 
+def test_mcp_config_names_the_agent_and_sends_its_directory(tmp_path: Path) -> None:
+    result = cli("mcp-config", "--agent", "ci-nightly", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    headers = json.loads(result.stdout)["mcpServers"]["approval-server"]["headers"]
+    assert headers["X-Agent-Name"] == "ci-nightly"
+    assert headers["X-Agent-Cwd"] == "${PWD}"
+    for args in (["--agent", "two words"], ["--agent", "x", "--stdio"]):
+        refused = cli("mcp-config", *args, cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "--agent" in refused.stderr
+
+
 def test_doctor_without_a_server_says_how_to_start_it(tmp_path: Path) -> None:
     result = cli("doctor", cwd=tmp_path, env={"SERVER_PORT": "9"})
     assert result.returncode == 1

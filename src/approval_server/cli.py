@@ -141,15 +141,25 @@ def mcp_config(
     use_stdio: Annotated[
         bool, typer.Option("--stdio", help="Have Claude Code spawn `approval-server stdio` instead of using HTTP.")
     ] = False,
+    agent: Annotated[
+        str | None,
+        typer.Option(help="Name this agent (X-Agent-Name) and send its working directory ($PWD) with each request."),
+    ] = None,
     env_file: EnvFile = ENV_DEFAULT,
 ) -> None:
     """Print a ready-to-use mcp-servers.json for Claude Code (the HTTP one holds the MCP token: keep it private)."""
-    from approval_server.mcp_tool import SERVER_NAME
+    from approval_server.mcp_tool import AGENT_NAME, SERVER_NAME
 
     settings = _settings(env_file)
     tokens, _ = load_tokens(settings)
     timeout_ms = int((settings.approval_timeout_seconds + 30) * 1000)
     server: dict[str, Any]
+    if agent is not None and (use_stdio or not AGENT_NAME.match(agent)):
+        raise ConfigError(
+            "--agent needs the HTTP configuration"
+            if use_stdio
+            else f"--agent {agent!r}: use 1-64 letters, digits, '.', '_' or '-'"
+        )
     if use_stdio:
         args = ["-m", "approval_server", "stdio"]
         if env_file.exists():
@@ -163,12 +173,11 @@ def mcp_config(
             env["APPROVAL_MCP_TOKEN"] = tokens.mcp
         server = {"type": "stdio", "command": sys.executable, "args": args, "env": env, "timeout": timeout_ms}
     else:
-        server = {
-            "type": "http",
-            "url": f"{settings.local_url}/mcp",
-            "headers": {"Authorization": f"Bearer {tokens.mcp}"},
-            "timeout": timeout_ms,
-        }
+        headers = {"Authorization": f"Bearer {tokens.mcp}"}
+        if agent is not None:
+            # Claude Code fills in ${PWD} from its own environment: the directory it was started in.
+            headers |= {"X-Agent-Name": agent, "X-Agent-Cwd": "${PWD}"}
+        server = {"type": "http", "url": f"{settings.local_url}/mcp", "headers": headers, "timeout": timeout_ms}
     typer.echo(json.dumps({"mcpServers": {SERVER_NAME: server}}, indent=2))
 
 

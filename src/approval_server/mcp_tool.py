@@ -59,7 +59,7 @@ def _text_result(decision: Decision) -> ToolResult:
 
 AGENT_HEADER = "x-agent-name"
 CWD_HEADER = "x-agent-cwd"
-_AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _agent() -> tuple[str | None, str | None]:
@@ -74,7 +74,7 @@ def _agent() -> tuple[str | None, str | None]:
         return None, None
     name = request.headers.get(AGENT_HEADER) or request.query_params.get("agent")
     cwd = request.headers.get(CWD_HEADER) or request.query_params.get("cwd")
-    if name is not None and not _AGENT_NAME.match(name):
+    if name is not None and not AGENT_NAME.match(name):
         raise ValueError(f"agent name {name!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'")
     if cwd is not None and not cwd.startswith("/"):
         raise ValueError(f"agent working directory {cwd!r} is not an absolute path")
