@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import bashlex  # type: ignore[import-untyped]
 import pytest
 
 from approval_server.errors import ConfigError
@@ -653,3 +654,41 @@ def test_an_unreadable_file_is_an_error(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match="Cannot read the policy file"):
         load_rules(path)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "npm test",
+        "git status -s",
+        "ls -la /srv/app",
+        "git log --oneline -n 20 main..feature",
+        "uv run pytest tests/test_x.py::test_y -x",
+        "echo a=b c,d user@host 50% +1",
+        "  npm   test  ",
+        "make -j4 all",
+        "python -m http.server 8000",
+        "docker run --rm -e KEY=value image:tag",
+    ],
+)
+def test_plain_commands_skip_the_parser_and_agree_with_it(command: str) -> None:
+    from approval_server import rules
+
+    plain = rules._plain_words(command)
+    assert plain is not None
+    collector = rules._Collector()
+    for tree in bashlex.parse(command):
+        collector.walk(tree)
+    assert collector.commands == [plain]
+    assert collector.targets == []
+    assert collector.hazard is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["for x in a; do ls; done", "X=1 ls", "time ls", "ls; rm", "ls > f", "ls $HOME", "ls *", "ls 'a b'", "ls\tx", ""],
+)
+def test_anything_else_goes_to_the_parser(command: str) -> None:
+    from approval_server import rules
+
+    assert rules._plain_words(command) is None

@@ -377,6 +377,25 @@ class _Collector:
             self.targets.append(target.word)
 
 
+# A command made only of these characters, with a first word that is neither a reserved word nor an assignment, is
+# one simple command whose words are its space-separated parts: no quoting, expansion, globbing, redirection or
+# operator can occur in it. Such commands skip bashlex (0.3-1 ms each); tests check that both agree on them.
+_PLAIN = re.compile(r"[A-Za-z0-9 _./:,@%+=-]+")
+_RESERVED = frozenset(
+    {"if", "then", "else", "elif", "fi", "case", "esac", "for", "select", "while", "until", "do", "done", "in"}
+    | {"function", "time", "coproc"}
+)
+
+
+def _plain_words(command: str) -> tuple[str, ...] | None:
+    if not _PLAIN.fullmatch(command):
+        return None
+    words = tuple(word for word in command.split(" ") if word)
+    if not words or words[0] in _RESERVED or "=" in words[0]:
+        return None
+    return words
+
+
 @functools.lru_cache(maxsize=4096)
 def _analyse(command: str, depth: int = 0) -> _Analysis:
     """Everything the rules need from one command string (cached: bashlex costs 0.1-1 ms a command)."""
@@ -388,11 +407,15 @@ def _analyse(command: str, depth: int = 0) -> _Analysis:
     elif _OPAQUE.search(command):
         hazard = "it uses an expansion or arithmetic this checker does not vet"
     collector = _Collector()
-    try:
-        for tree in bashlex.parse(command):
-            collector.walk(tree)
-    except Exception:  # bashlex raises several types, and AttributeError on some inputs: all mean "cannot vet"
-        return _unparsed(command, depth)
+    plain = _plain_words(command)
+    if plain is not None:
+        collector.commands.append(plain)
+    else:
+        try:
+            for tree in bashlex.parse(command):
+                collector.walk(tree)
+        except Exception:  # bashlex raises several types, and AttributeError on some inputs: all mean "cannot vet"
+            return _unparsed(command, depth)
     allow: list[tuple[_Argv, bool]] = []
     for words in collector.commands:
         view = _allow_view(words)
