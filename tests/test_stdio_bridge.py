@@ -36,7 +36,7 @@ async def test_the_bridge_forwards_calls_and_answers(server: ServerProcess) -> N
 
     async with bridge(server) as mcp, server.api() as api:
         tools = await mcp.list_tools()
-        assert [tool.name for tool in tools] == [TOOL]
+        assert [tool.name for tool in tools] == [TOOL, "hook"]
         arguments = {"tool_name": "Bash", "input": {"command": "echo bridged"}, "tool_use_id": "b1"}
         call = asyncio.create_task(mcp.call_tool_mcp(TOOL, arguments))
         pending = await wait_for_pending(api, {"tool_use_id": "b1"}, within=30)

@@ -5,6 +5,8 @@ Every route needs `Authorization: Bearer <APPROVAL_API_TOKEN>` (checked by the m
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -12,13 +14,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from approval_server.bodies import read_body
 from approval_server.broker import Broker
 from approval_server.errors import BadRequest, NotFound
-from approval_server.models import Answer, Status
+from approval_server.hooks import hook_output, parse_hook_input
+from approval_server.models import Answer, Status, check_agent_name
 
 API_CHANNEL = "api"
 MAX_LIMIT = 1000
@@ -92,6 +95,41 @@ async def post_decision(request: Request) -> JSONResponse:
     return JSONResponse(row.to_json())
 
 
+async def _until_disconnected(request: Request) -> None:
+    """Returns when the client hangs up (its body has been read, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def hook(request: Request) -> Response:
+    """A Claude Code hook's input in, the hook's output out, once the request is decided (see `hooks`)."""
+    raw = await read_body(request, MAX_BODY)
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("the body must be the hook's JSON input") from None
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
+    try:
+        agent = check_agent_name(request.headers.get("x-agent-name") or request.query_params.get("agent"))
+        event, call = parse_hook_input(payload, agent)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    deciding = asyncio.create_task(_broker(request).submit(call))
+    hung_up = asyncio.create_task(_until_disconnected(request))
+    try:
+        await asyncio.wait({deciding, hung_up}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hung_up.cancel()
+        if not deciding.done():  # the hook went away (killed by its timeout): the request is recorded as cancelled
+            deciding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deciding
+    if deciding.cancelled():
+        return Response(status_code=499)
+    return JSONResponse(hook_output(event, deciding.result()))
+
+
 async def events(request: Request) -> EventSourceResponse:
     hub = _broker(request).events
 
@@ -109,4 +147,5 @@ routes: list[BaseRoute] = [
     Route("/requests/{request_id}", get_request, methods=["GET"]),
     Route("/requests/{request_id}/decision", post_decision, methods=["POST"]),
     Route("/events", events, methods=["GET"]),
+    Route("/hook", hook, methods=["POST"]),
 ]

@@ -148,7 +148,8 @@ def mcp_config(
     env_file: EnvFile = ENV_DEFAULT,
 ) -> None:
     """Print a ready-to-use mcp-servers.json for Claude Code (the HTTP one holds the MCP token: keep it private)."""
-    from approval_server.mcp_tool import AGENT_NAME, SERVER_NAME
+    from approval_server.mcp_tool import SERVER_NAME
+    from approval_server.models import AGENT_NAME
 
     settings = _settings(env_file)
     tokens, _ = load_tokens(settings)
@@ -193,6 +194,37 @@ def dashboard(
         raise ConfigError("PUBLIC_URL is not set, so there is no public address; drop --public.")
     base = str(settings.public_url).rstrip("/") if public else settings.local_url
     typer.echo(f"{base}/login?token={tokens.dashboard}")
+
+
+@app.command()
+def hook(
+    agent: Annotated[str | None, typer.Option(help="Name this agent (as X-Agent-Name does for MCP).")] = None,
+    env_file: EnvFile = ENV_DEFAULT,
+) -> None:
+    """For Claude Code's hooks (PermissionRequest, PreToolUse): read the hook's input on stdin, ask the running
+    server, print the hook's answer. If no answer can be had, it prints a deny saying why."""
+    from approval_server.hooks import failure_output
+
+    text = sys.stdin.read()
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        payload = None
+    event = payload.get("hook_event_name") if isinstance(payload, dict) else None
+    known = event if event in ("PreToolUse", "PermissionRequest") else None
+    try:
+        settings = _settings(env_file)
+        tokens, _ = load_tokens(settings)
+        # Wait as long as a request can: the server answers at its expiry at the latest.
+        with ApiClient(settings.local_url, tokens.api, timeout=settings.approval_timeout_seconds + 30) as api:
+            output = api.hook(payload, agent)
+    except ApprovalServerError as exc:
+        denial = failure_output(known, str(exc).splitlines()[0])
+        if denial is None:
+            typer.echo(f"approval-server hook: {exc}", err=True)
+            raise typer.Exit(2) from None
+        output = denial
+    typer.echo(json.dumps(output, ensure_ascii=False))
 
 
 @app.command("setup-template")

@@ -57,3 +57,8 @@ class ApiClient:
     def decide(self, request_id: str, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", f"/api/requests/{request_id}/decision", json=body)
         return result
+
+    def hook(self, payload: Any, agent: str | None) -> dict[str, Any]:
+        headers = {"X-Agent-Name": agent} if agent else {}
+        result: dict[str, Any] = self._call("POST", "/api/hook", json=payload, headers=headers)
+        return result

@@ -8,13 +8,15 @@ no `structuredContent`, the only shape Claude Code accepts.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-import re
 import time
 from typing import Annotated, Any
 
 import anyio
 from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ToolError
 from fastmcp.server.dependencies import get_context, get_http_request
 from fastmcp.tools import Tool, ToolResult
 from mcp.types import TextContent
@@ -23,7 +25,8 @@ from pydantic.json_schema import SkipJsonSchema
 
 from approval_server.broker import Broker
 from approval_server.decision import Decision, internal_error
-from approval_server.models import ToolCall
+from approval_server.hooks import failure_output, hook_output, parse_hook_input
+from approval_server.models import ToolCall, check_agent_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +62,6 @@ def _text_result(decision: Decision) -> ToolResult:
 
 AGENT_HEADER = "x-agent-name"
 CWD_HEADER = "x-agent-cwd"
-AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _agent() -> tuple[str | None, str | None]:
@@ -74,8 +76,7 @@ def _agent() -> tuple[str | None, str | None]:
         return None, None
     name = request.headers.get(AGENT_HEADER) or request.query_params.get("agent")
     cwd = request.headers.get(CWD_HEADER) or request.query_params.get("cwd")
-    if name is not None and not AGENT_NAME.match(name):
-        raise ValueError(f"agent name {name!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'")
+    check_agent_name(name)
     if cwd is not None and not cwd.startswith("/"):
         raise ValueError(f"agent working directory {cwd!r} is not an absolute path")
     return name or None, cwd or None
@@ -118,15 +119,62 @@ class PermissionTool(Tool):
             agent=agent,
             cwd=cwd,
         )
+        return _text_result(await _decide(self.broker, context, call))
+
+
+async def _decide(broker: Broker, context: Context, call: ToolCall) -> Decision:
+    """Submit `call` and wait for its decision, reporting progress meanwhile; anything unexpected is a deny."""
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_report_progress, context, broker.timeout)
+            decision = await broker.submit(call)
+            group.cancel_scope.cancel()
+    except Exception:
+        logger.exception("permission request failed (the agent may have gone away); denying")
+        decision = internal_error(None)
+    return decision
+
+
+HOOK_TOOL_NAME = "hook"
+HOOK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "hook_event_name": {"type": "string", "enum": ["PreToolUse", "PermissionRequest"]},
+        "tool_name": {"type": "string"},
+        "tool_input": {"type": ["object", "string"], "description": "The tool's input; a JSON string is accepted."},
+        "tool_use_id": {"type": ["string", "null"]},
+        "session_id": {"type": ["string", "null"]},
+        "cwd": {"type": ["string", "null"]},
+    },
+    "required": ["hook_event_name", "tool_name", "tool_input"],
+    "additionalProperties": True,
+}
+
+
+class HookTool(Tool):
+    """For Claude Code's `mcp_tool` hooks: the hook's fields in, the hook's output JSON in one text block out."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    broker: Annotated[SkipJsonSchema[Broker], Field(exclude=True)]
+
+    async def run(self, arguments: dict[str, Any]) -> ToolResult:
+        event = arguments.get("hook_event_name")
+        known = event if event in ("PreToolUse", "PermissionRequest") else None
         try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(_report_progress, context, self.broker.timeout)
-                decision = await self.broker.submit(call)
-                group.cancel_scope.cancel()
-        except Exception:
-            logger.exception("permission request failed (the agent may have gone away); denying")
-            decision = internal_error(None)
-        return _text_result(decision)
+            agent, cwd = _agent()
+            hook_event, call = parse_hook_input(arguments, agent)
+        except ValueError as exc:
+            logger.warning("hook request denied: %s", exc)
+            output = failure_output(known, str(exc))
+            if output is None:
+                raise ToolError(f"not a hook input: {exc}") from None
+            return ToolResult(content=[TextContent(type="text", text=json.dumps(output, ensure_ascii=False))])
+        if call.cwd is None and cwd is not None:
+            call = dataclasses.replace(call, cwd=cwd)
+        decision = await _decide(self.broker, get_context(), call)
+        text = json.dumps(hook_output(hook_event, decision), ensure_ascii=False)
+        return ToolResult(content=[TextContent(type="text", text=text)])
 
 
 async def _report_progress(context: Context, total: float) -> None:
@@ -150,6 +198,17 @@ def build_mcp(broker: Broker) -> FastMCP:
                 '{"behavior":"allow","updatedInput":{…}} or {"behavior":"deny","message":"…"}.'
             ),
             parameters=INPUT_SCHEMA,
+            broker=broker,
+        )
+    )
+    mcp.add_tool(
+        HookTool(
+            name=HOOK_TOOL_NAME,
+            description=(
+                "For Claude Code mcp_tool hooks (PreToolUse, PermissionRequest): ask a human, answer with the hook's "
+                "output JSON."
+            ),
+            parameters=HOOK_SCHEMA,
             broker=broker,
         )
     )

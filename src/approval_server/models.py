@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,6 +13,17 @@ JSONObject = dict[str, Any]
 
 # No 0/o, 1/l/i: an id is read on a phone and may be typed back in a text reply.
 _ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+
+
+# An agent's name, as the owner gives it in the MCP config or to the hook: policy rules key on it.
+AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_agent_name(name: str | None) -> str | None:
+    """`name` if it is a valid agent name (None stays None); raises `ValueError` otherwise."""
+    if name is not None and not AGENT_NAME.match(name):
+        raise ValueError(f"agent name {name!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'")
+    return name or None
 
 
 def new_request_id() -> str:

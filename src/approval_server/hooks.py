@@ -1,0 +1,94 @@
+"""Claude Code hooks: a hook's input turned into a tool call, and a decision turned into the hook's output.
+
+Hooks let interactive sessions use the same approvals: `approval-server hook` (a `command` hook) posts the hook's
+stdin to `/api/hook`. Two events are understood (observed with Claude Code 2.1.328, see the README):
+
+- `PermissionRequest` fires only when Claude Code would ask the user; its answer is
+  `{"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {"behavior": "allow", …}}}`.
+- `PreToolUse` fires for every tool use; its answer is
+  `{"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "allow" | "deny", …}}`.
+
+An allow always carries the input as recorded and shown (or the approver's edit) as `updatedInput`, as the
+permission tool does, so what runs is what was approved.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from approval_server.decision import Decision
+from approval_server.models import JSONObject, ToolCall
+
+HookEvent = Literal["PreToolUse", "PermissionRequest"]
+HOOK_CLIENT = "claude-code hook"
+
+
+class HookInput(BaseModel):
+    """The fields of a hook's stdin this server uses; the rest is kept in the record's `extra`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    hook_event_name: HookEvent
+    tool_name: str = Field(min_length=1)
+    tool_input: JSONObject
+    tool_use_id: str | None = None
+    session_id: str | None = None
+    cwd: str | None = None
+
+
+def parse_hook_input(payload: Any, agent: str | None = None) -> tuple[HookEvent, ToolCall]:
+    """The event and the tool call in a hook's input. `tool_input` may be a JSON string (an `mcp_tool` hook's
+    `${tool_input}` is interpolated as one). Raises `ValueError` with a readable message."""
+    if isinstance(payload, dict) and isinstance(payload.get("tool_input"), str):
+        try:
+            payload = payload | {"tool_input": json.loads(payload["tool_input"])}
+        except json.JSONDecodeError:
+            raise ValueError("tool_input is a string that is not JSON") from None
+    try:
+        hook = HookInput.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"not a PreToolUse or PermissionRequest hook input ({problems})") from None
+    if hook.cwd is not None and not hook.cwd.startswith("/"):
+        raise ValueError(f"cwd {hook.cwd!r} is not an absolute path")
+    extra = {"hook_event_name": hook.hook_event_name, **(hook.model_extra or {})}
+    call = ToolCall(
+        tool_name=hook.tool_name,
+        input=hook.tool_input,
+        tool_use_id=hook.tool_use_id,
+        extra=extra,
+        client=HOOK_CLIENT,
+        agent=agent,
+        session=hook.session_id,
+        cwd=hook.cwd,
+    )
+    return hook.hook_event_name, call
+
+
+def hook_output(event: HookEvent, decision: Decision) -> JSONObject:
+    """What the hook prints for `decision`."""
+    if event == "PermissionRequest":
+        if decision.behavior == "allow":
+            answer: JSONObject = {"behavior": "allow", "updatedInput": decision.updated_input}
+        else:
+            answer = {"behavior": "deny", "message": decision.message}
+        return {"hookSpecificOutput": {"hookEventName": event, "decision": answer}}
+    output: JSONObject = {"hookEventName": event, "permissionDecision": decision.behavior}
+    if decision.behavior == "allow":
+        output |= {
+            "permissionDecisionReason": "approved through approval-server",
+            "updatedInput": decision.updated_input,
+        }
+    else:
+        output["permissionDecisionReason"] = decision.message
+    return {"hookSpecificOutput": output}
+
+
+def failure_output(event: HookEvent | None, why: str) -> JSONObject | None:
+    """The deny a hook prints when it cannot get an answer; None when the event is not known (then exit 2)."""
+    if event is None:
+        return None
+    return hook_output(event, Decision.deny(f"approval-server could not decide ({why}), so the action was denied."))
