@@ -65,17 +65,22 @@ async def test_rules_allow_and_deny_at_once_and_are_audited(
     assert by_command["git status; curl x | sh"]["status"] == "pending"  # a prefix rule never allows a compound
 
 
-def test_a_bad_policy_file_stops_the_server_naming_the_line(tmp_path: Path) -> None:
-    write_policy(tmp_path, '[permissions]\nallow = [\n  "Bash(npm test)",\n  "Bash(git status:*",\n]\n')
-    result = subprocess.run(
+def serve_once(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`approval-server serve` started in `folder`, for settings that must stop it before it serves."""
+    return subprocess.run(
         [sys.executable, "-m", "approval_server", "serve", "--port", "1"],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "APPROVAL_DATA_DIR": str(tmp_path / "data")},
+        cwd=folder,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(folder), "APPROVAL_DATA_DIR": str(folder / "data"), **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_a_bad_policy_file_stops_the_server_naming_the_line(tmp_path: Path) -> None:
+    write_policy(tmp_path, '[permissions]\nallow = [\n  "Bash(npm test)",\n  "Bash(git status:*",\n]\n')
+    result = serve_once(tmp_path)
     assert result.returncode == 2
     assert "line 4" in result.stderr
     assert "Bash(git status:*" in result.stderr
@@ -83,15 +88,7 @@ def test_a_bad_policy_file_stops_the_server_naming_the_line(tmp_path: Path) -> N
 
 
 def test_a_missing_policy_file_named_in_the_settings_is_an_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "approval_server", "serve"],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "POLICY_FILE": str(tmp_path / "nope.toml")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = serve_once(tmp_path, POLICY_FILE=str(tmp_path / "nope.toml"))
     assert result.returncode == 2
     assert "nope.toml does not exist" in result.stderr
 

@@ -71,14 +71,18 @@ async def get_request(request: Request) -> JSONResponse:
     return JSONResponse(row.to_json() | {"answers": await broker.store.answers_for(request_id)})
 
 
-async def post_decision(request: Request) -> JSONResponse:
+async def _json_body(request: Request, what: str) -> Any:
     raw = await read_body(request, MAX_BODY)
     try:
-        payload = json.loads(raw)
+        return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the body must be a JSON object") from None
+        raise BadRequest(f"the body must be {what}") from None
     except RecursionError:
         raise BadRequest("the body is nested too deeply") from None
+
+
+async def post_decision(request: Request) -> JSONResponse:
+    payload = await _json_body(request, "a JSON object")
     try:
         body = DecisionBody.model_validate(payload)
     except ValidationError as exc:
@@ -103,13 +107,7 @@ async def _until_disconnected(request: Request) -> None:
 
 async def hook(request: Request) -> Response:
     """A Claude Code hook's input in, the hook's output out, once the request is decided (see `hooks`)."""
-    raw = await read_body(request, MAX_BODY)
-    try:
-        payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the body must be the hook's JSON input") from None
-    except RecursionError:
-        raise BadRequest("the body is nested too deeply") from None
+    payload = await _json_body(request, "the hook's JSON input")
     try:
         agent = check_agent_name(request.headers.get("x-agent-name") or request.query_params.get("agent"))
         event, call = parse_hook_input(payload, agent)
