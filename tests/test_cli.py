@@ -113,6 +113,18 @@ def test_doctor_without_a_server_says_how_to_start_it(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "approval-server serve" in result.stdout
     assert "settings are valid" in result.stdout
+    assert "no policy file" in result.stdout
+
+
+def test_doctor_names_the_line_of_a_bad_policy_file(tmp_path: Path) -> None:
+    (tmp_path / "policy.toml").write_text('[permissions]\ndeny = ["Bash(rm:*"]\n')
+    result = cli("doctor", cwd=tmp_path, env={"SERVER_PORT": "9"})
+    assert "FIX" in result.stdout
+    assert "line 2" in result.stdout
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "policy.toml").write_text('[permissions]\ndeny = ["Bash(rm:*)"]\n')
+    assert "policy file policy.toml is valid" in cli("doctor", cwd=good, env={"SERVER_PORT": "9"}).stdout
 
 
 async def test_requests_approve_deny_and_doctor_against_a_running_server(server: ServerProcess, tmp_path: Path) -> None:

@@ -90,6 +90,10 @@ def show(request_id: str, env_file: EnvFile = ENV_DEFAULT) -> None:
     with _api(_settings(env_file)) as api:
         row = api.get_request(request_id)
     typer.echo(f"Request {row['id']}: {row['status']}")
+    if row["agent"] or row["cwd"]:
+        typer.echo(
+            f"Agent: {visible(row['agent'] or 'unnamed')}" + (f" in {visible(row['cwd'])}" if row["cwd"] else "")
+        )
     typer.echo(row["rendered"])
     typer.echo(f"Created {row['created_at']}, expires {row['expires_at']}")
     if row["decided_by"]:

@@ -11,6 +11,7 @@ import httpx
 
 from approval_server.config import Settings, load_settings
 from approval_server.errors import ApprovalServerError, ConfigError
+from approval_server.rules import load_rules
 from approval_server.security import load_tokens
 from approval_server.store import Store
 
@@ -47,11 +48,21 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
     except ConfigError as exc:
         problem(str(exc))
         return problems
-    for name in ("api-token", "mcp-token"):
+    for name in ("api-token", "mcp-token", "dashboard-token"):
         path = settings.approval_data_dir / name
         if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o077:
             problem(f"{path} can be read by other users: run  chmod 600 {path}")
     ok(f"tokens ready in {settings.approval_data_dir}" + (" (created now)" if created else ""))
+
+    try:
+        policy_path = settings.policy_path
+        if policy_path is None:
+            note("no policy file: reads inside the agent's directory run, everything else asks (policy.example.toml)")
+        else:
+            load_rules(policy_path)
+            ok(f"policy file {policy_path} is valid")
+    except ConfigError as exc:
+        problem(str(exc))
 
     try:
         store = Store(settings.database_url)
