@@ -52,6 +52,7 @@ DASHBOARD_CHANNEL = "dashboard"
 LINK_CHANNEL = "web link"
 
 _HERE = Path(__file__).parent
+_HIDDEN_CHAR = Markup('<span class="hidden-char" title="hidden character">{}</span>')
 _ESCAPE = re.compile(r"(⟨U\+[0-9A-F]{4,6}⟩)")
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -85,10 +86,7 @@ class SecurityHeaders:
 
 def shown(text: str) -> Markup:
     """`text` made visible (the shared renderer) and HTML-escaped, hidden characters highlighted."""
-    return Markup("").join(
-        Markup('<span class="hidden-char" title="hidden character">{}</span>').format(run) if hidden else escape(run)
-        for run, hidden in segments(text)
-    )
+    return Markup("").join(_HIDDEN_CHAR.format(run) if hidden else escape(run) for run, hidden in segments(text))
 
 
 def escapes_marked(text: str) -> Markup:
@@ -96,10 +94,7 @@ def escapes_marked(text: str) -> Markup:
 
     The renderer escapes every `⟨` it finds in an input, so each `⟨U+XXXX⟩` left in such text is one of its own."""
     return Markup("").join(
-        Markup('<span class="hidden-char" title="hidden character">{}</span>').format(part)
-        if _ESCAPE.fullmatch(part)
-        else escape(part)
-        for part in _ESCAPE.split(text)
+        _HIDDEN_CHAR.format(part) if _ESCAPE.fullmatch(part) else escape(part) for part in _ESCAPE.split(text)
     )
 
 

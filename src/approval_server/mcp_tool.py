@@ -56,8 +56,13 @@ class PermissionArguments(BaseModel):
     tool_use_id: str | None = None
 
 
+def _text(text: str) -> ToolResult:
+    """Exactly one text block and no structured content: the only shape Claude Code accepts."""
+    return ToolResult(content=[TextContent(type="text", text=text)])
+
+
 def _text_result(decision: Decision) -> ToolResult:
-    return ToolResult(content=[TextContent(type="text", text=decision.to_json_text())])
+    return _text(decision.to_json_text())
 
 
 AGENT_HEADER = "x-agent-name"
@@ -169,12 +174,11 @@ class HookTool(Tool):
             output = failure_output(known, str(exc))
             if output is None:
                 raise ToolError(f"not a hook input: {exc}") from None
-            return ToolResult(content=[TextContent(type="text", text=json.dumps(output, ensure_ascii=False))])
+            return _text(json.dumps(output, ensure_ascii=False))
         if call.cwd is None and cwd is not None:
             call = dataclasses.replace(call, cwd=cwd)
         decision = await _decide(self.broker, get_context(), call)
-        text = json.dumps(hook_output(hook_event, decision), ensure_ascii=False)
-        return ToolResult(content=[TextContent(type="text", text=text)])
+        return _text(json.dumps(hook_output(hook_event, decision), ensure_ascii=False))
 
 
 async def _report_progress(context: Context, total: float) -> None:

@@ -41,11 +41,11 @@ def escape(char: str) -> str:
 
 def visible(text: str) -> str:
     """`text` with every hidden or look-alike-escape character shown as `⟨U+XXXX⟩`."""
-    return "".join(escape(char) if _is_hidden(char) else char for char in text)
+    return "".join(run for run, _ in segments(text))
 
 
 def segments(text: str) -> list[tuple[str, bool]]:
-    """`visible(text)` in runs, each flagged True when it is an escape, so a page can highlight them."""
+    """`text` made visible, in runs, each flagged True when it is an escape, so a page can highlight them."""
     runs: list[tuple[str, bool]] = []
     plain: list[str] = []
     for char in text:

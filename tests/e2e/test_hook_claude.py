@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,18 +46,32 @@ def start(
     )
 
 
+async def decide_through_hook(
+    fake: FakeAnthropic,
+    server: ServerProcess,
+    tmp_path: Path,
+    work_dir: Path,
+    event: str,
+    decision: dict[str, str],
+    marker: Path,
+) -> tuple[dict[str, Any], ClaudeResult]:
+    """Run the CLI with the hook, answer its request on the API with `decision`; the request and the run's result."""
+    async with server.api() as api:
+        run = start(fake, server, tmp_path, work_dir, event)
+        pending = await wait_for_pending(api, {"tool_name": "Bash"}, within=60)
+        assert not await asyncio.to_thread(marker.exists)
+        await api.post(f"/api/requests/{pending['id']}/decision", json=decision)
+        return pending, await run
+
+
 @pytest.mark.parametrize("event", ["PreToolUse", "PermissionRequest"])
 async def test_a_hook_asks_the_server_and_approve_runs_the_command(
     server: ServerProcess, fake_anthropic: MakeFake, tmp_path: Path, work_dir: Path, event: str
 ) -> None:
     marker = tmp_path / "approved"
     fake = fake_anthropic([[tool_use("Bash", {"command": f"echo ok > {marker}", "description": "x"}, id="toolu_h")]])
-    async with server.api() as api:
-        run = start(fake, server, tmp_path, work_dir, event)
-        pending = await wait_for_pending(api, {"tool_name": "Bash"}, within=60)
-        assert not marker.exists()
-        await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "allow", "actor": "alice"})
-        result = await run
+    body = {"decision": "allow", "actor": "alice"}
+    pending, result = await decide_through_hook(fake, server, tmp_path, work_dir, event, body, marker)
     assert result.returncode == 0, result.describe()
     assert marker.read_text() == "ok\n"
     assert fake.tool_result("toolu_h").is_error is False
@@ -73,12 +88,8 @@ async def test_a_hook_deny_stops_the_command_and_the_model_reads_why(
 ) -> None:
     marker = tmp_path / "denied"
     fake = fake_anthropic([[tool_use("Bash", {"command": f"echo no > {marker}", "description": "x"}, id="toolu_d")]])
-    async with server.api() as api:
-        run = start(fake, server, tmp_path, work_dir, event)
-        pending = await wait_for_pending(api, {"tool_name": "Bash"}, within=60)
-        body = {"decision": "deny", "message": "not from this laptop", "actor": "alice"}
-        await api.post(f"/api/requests/{pending['id']}/decision", json=body)
-        result = await run
+    body = {"decision": "deny", "message": "not from this laptop", "actor": "alice"}
+    _, result = await decide_through_hook(fake, server, tmp_path, work_dir, event, body, marker)
     assert result.returncode == 0, result.describe()
     assert not marker.exists()
     seen = fake.tool_result("toolu_d")
