@@ -58,9 +58,13 @@ def make_broker(store: Store, *channels: Channel, timeout: float = 10, policy: o
 
 
 async def pending_id(broker: Broker) -> str:
+    """The id of the request waiting, once every channel has been told of it."""
     for _ in range(500):
         rows = await broker.store.recent(status=Status.PENDING)
-        if rows:
+        shown = all(
+            rows and rows[0] in channel.notified for channel in broker.channels if isinstance(channel, MockChannel)
+        )
+        if rows and shown:
             return rows[0].id
         await asyncio.sleep(0.01)
     raise AssertionError("nothing pending")

@@ -20,6 +20,7 @@ from approval_server.channels import Channel, Delivery
 from approval_server.decision import SERVER_ACTOR, Decision, describe_duration, internal_error
 from approval_server.errors import NotFound, RequestClosed
 from approval_server.events import Event, EventHub
+from approval_server.grants import pattern_for, scopes_for
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.policy import Policy
 from approval_server.render import render_text
@@ -51,6 +52,7 @@ class Broker:
         self._waiters: dict[str, asyncio.Future[ApprovalRequest]] = {}
         self._reach: dict[str, dict[str, str | None]] = {}  # request id → channel → why it cannot reach anyone
         self._background: set[asyncio.Task[None]] = set()
+        self._notified: set[str] = set()  # requests shown on the channels, which withdraw them once closed
         self._shutting_down = False
         self._drained = asyncio.Event()
 
@@ -81,6 +83,7 @@ class Broker:
         finally:
             del self._waiters[request.id]
             self._reach.pop(request.id, None)
+            self._notified.discard(request.id)
             if self._shutting_down and not self._waiters:
                 self._drained.set()
 
@@ -94,7 +97,13 @@ class Broker:
         if verdict.action != "ask":
             status = Status.ALLOWED if verdict.action == "allow" else Status.DENIED
             return await self._close(request.id, Answer(status, verdict.rule or "policy", "policy", verdict.reason))
+        if verdict.rule is None:  # nothing in the policy asks for a human every time: an approver's grant may allow
+            pattern = pattern_for(call.tool_name, call.input)
+            grant = await self.store.matching_grant(scopes_for(call), call.tool_name, pattern.key, _now())
+            if grant is not None:
+                return await self._close(request.id, Answer(Status.ALLOWED, grant.label, "grant", grant.reason))
 
+        self._notified.add(request.id)
         deliveries = await asyncio.gather(*(self._notify(channel, request) for channel in self.channels))
         reach = self._reach.setdefault(request.id, {})
         for channel, delivery in zip(self.channels, deliveries, strict=True):
@@ -180,6 +189,8 @@ class Broker:
         if waiter is not None and not waiter.done():
             waiter.set_result(row)
         self.events.publish(Event("request.closed", row))
+        if row.id not in self._notified:  # decided by the policy or a grant: no channel showed it
+            return
         for channel in self.channels:
             task = asyncio.create_task(self._withdraw(channel, row))
             self._background.add(task)

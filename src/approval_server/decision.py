@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from approval_server.grants import pattern_for
 from approval_server.models import ApprovalRequest, JSONObject, Status
 
 SERVER_ACTOR = "approval-server"
@@ -24,16 +25,26 @@ def describe_duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Decision:
-    """Claude Code's permission result: allow with the exact input to run, or deny with a message."""
+    """Claude Code's permission result: allow with the exact input to run, or deny with a message.
+
+    An allow "for the session" also carries `updatedPermissions`: the rule Claude Code adds to its session.
+    """
 
     behavior: Literal["allow", "deny"]
     updated_input: JSONObject | None = None
     message: str | None = None
+    updated_permissions: list[JSONObject] | None = None
+
+    def to_json(self) -> JSONObject:
+        if self.behavior == "deny":
+            return {"behavior": "deny", "message": self.message}
+        answer: JSONObject = {"behavior": "allow", "updatedInput": self.updated_input}
+        if self.updated_permissions:
+            answer["updatedPermissions"] = self.updated_permissions
+        return answer
 
     def to_json_text(self) -> str:
-        if self.behavior == "allow":
-            return json.dumps({"behavior": "allow", "updatedInput": self.updated_input}, ensure_ascii=False)
-        return json.dumps({"behavior": "deny", "message": self.message}, ensure_ascii=False)
+        return json.dumps(self.to_json(), ensure_ascii=False)
 
     @classmethod
     def deny(cls, message: str) -> Decision:
@@ -43,8 +54,20 @@ class Decision:
     def for_request(cls, request: ApprovalRequest) -> Decision:
         """The decision a closed request stands for; a request still pending is never an allow."""
         if request.status is Status.ALLOWED:
-            return cls(behavior="allow", updated_input=request.effective_input)
+            return cls(
+                behavior="allow", updated_input=request.effective_input, updated_permissions=session_rules(request)
+            )
         return cls.deny(deny_message(request))
+
+
+def session_rules(request: ApprovalRequest) -> list[JSONObject] | None:
+    """The rule Claude Code adds to its session for an allow "for the session", where one says exactly the same."""
+    if request.remembered != "session":
+        return None
+    rule = pattern_for(request.tool_name, request.effective_input).claude_rule
+    if rule is None:
+        return None
+    return [{"type": "addRules", "rules": [rule], "behavior": "allow", "destination": "session"}]
 
 
 def deny_message(request: ApprovalRequest) -> str:

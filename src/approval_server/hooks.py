@@ -71,11 +71,7 @@ def parse_hook_input(payload: Any, agent: str | None = None) -> tuple[HookEvent,
 def hook_output(event: HookEvent, decision: Decision) -> JSONObject:
     """What the hook prints for `decision`."""
     if event == "PermissionRequest":
-        if decision.behavior == "allow":
-            answer: JSONObject = {"behavior": "allow", "updatedInput": decision.updated_input}
-        else:
-            answer = {"behavior": "deny", "message": decision.message}
-        return {"hookSpecificOutput": {"hookEventName": event, "decision": answer}}
+        return {"hookSpecificOutput": {"hookEventName": event, "decision": decision.to_json()}}
     output: JSONObject = {"hookEventName": event, "permissionDecision": decision.behavior}
     if decision.behavior == "allow":
         output |= {

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 JSONObject = dict[str, Any]
 
@@ -24,6 +24,11 @@ def check_agent_name(name: str | None) -> str | None:
     if name is not None and not AGENT_NAME.match(name):
         raise ValueError(f"agent name {name!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'")
     return name or None
+
+
+GrantKind = Literal["session", "timed"]
+MAX_REMEMBER = timedelta(hours=24)
+_DURATION = re.compile(r"^(\d{1,4})\s*(m|min|mins|minutes?|h|hr|hrs|hours?)$", re.IGNORECASE)
 
 
 def new_request_id() -> str:
@@ -54,6 +59,29 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class Remember:
+    """What an approver asked to remember with an allow: the session, or a number of minutes."""
+
+    kind: GrantKind
+    duration: timedelta | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Remember:
+        """`session`, or a duration such as `30m`, `90 min`, `2h` (at most 24 hours). Raises `ValueError`."""
+        text = text.strip()
+        if text.lower() == "session":
+            return cls("session")
+        match = _DURATION.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is neither 'session' nor a duration such as 30m or 2h")
+        number, unit = int(match.group(1)), match.group(2).lower()
+        duration = timedelta(hours=number) if unit.startswith("h") else timedelta(minutes=number)
+        if not timedelta(minutes=1) <= duration <= MAX_REMEMBER:
+            raise ValueError(f"{text!r} is not between 1 minute and 24 hours")
+        return cls("timed", duration)
+
+
+@dataclass(frozen=True)
 class Answer:
     """One answer to a request, from a human, a policy rule or the server itself."""
 
@@ -62,6 +90,7 @@ class Answer:
     channel: str
     message: str | None = None
     updated_input: JSONObject | None = None
+    remember: Remember | None = None  # with an allow: also allow the same again (see `grants`)
 
 
 @dataclass(frozen=True)
@@ -86,6 +115,7 @@ class ApprovalRequest:
     decided_via: str | None = None
     reason: str | None = None
     updated_input: JSONObject | None = None
+    remembered: GrantKind | None = None  # the allow also allowed the same again, for the session or a while
 
     @classmethod
     def open(cls, call: ToolCall, rendered: str, now: datetime, timeout: float) -> ApprovalRequest:
@@ -129,4 +159,5 @@ class ApprovalRequest:
             "decided_by": self.decided_by,
             "decided_via": self.decided_via,
             "reason": self.reason,
+            "remembered": self.remembered,
         }

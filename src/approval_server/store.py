@@ -22,8 +22,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from approval_server.errors import StoreError
+from approval_server.grants import Grant
 from approval_server.models import Answer, ApprovalRequest, Status
-from approval_server.tables import answers, outbound_messages, requests, seen_webhooks
+from approval_server.tables import answers, grants, outbound_messages, requests, seen_webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,12 @@ def _row_to_request(row: sa.Row[Any]) -> ApprovalRequest:
         decided_via=row.decided_via,
         reason=row.reason,
         updated_input=row.updated_input,
+        remembered=row.remembered,
     )
+
+
+def _row_to_grant(row: sa.Row[Any]) -> Grant:
+    return Grant(**row._asdict())
 
 
 class Store:
@@ -207,10 +213,12 @@ class Store:
         return await self._run(work)
 
     async def resolve(self, request_id: str, answer: Answer, at: datetime) -> tuple[bool, ApprovalRequest | None]:
-        """Apply `answer` if the request is still pending; record it either way.
+        """Apply `answer` if the request is still pending; record it either way. An allow that remembers records
+        its grant in the same transaction.
 
         Returns whether this answer won, and the row as it now stands (`None` for an unknown id).
         """
+        remembered = answer.remember.kind if answer.remember and answer.status is Status.ALLOWED else None
 
         def work(c: Connection) -> tuple[bool, ApprovalRequest | None]:
             changed = c.execute(
@@ -223,6 +231,7 @@ class Store:
                     decided_via=answer.channel,
                     reason=answer.message,
                     updated_input=answer.updated_input,
+                    remembered=remembered,
                 )
             ).rowcount
             row = c.execute(requests.select().where(requests.c.id == request_id)).first()
@@ -240,7 +249,12 @@ class Store:
                     outcome=APPLIED if changed == 1 else TOO_LATE,
                 )
             )
-            return changed == 1, _row_to_request(row)
+            request = _row_to_request(row)
+            if changed == 1 and remembered and answer.remember:
+                grant = Grant.for_request(request, answer.remember, answer.actor, answer.channel, at)
+                if grant is not None:
+                    c.execute(grants.insert().values(vars(grant)))
+            return changed == 1, request
 
         return await self._run(work)
 
@@ -263,6 +277,52 @@ class Store:
                     .returning(requests.c.id)
                 )
             ]
+
+        return await self._run(work)
+
+    async def matching_grant(self, scopes: list[str], tool_name: str, key: str, at: datetime) -> Grant | None:
+        """The oldest grant still in force that allows `tool_name` with `key` in one of `scopes`."""
+        query = (
+            grants.select()
+            .where(
+                grants.c.scope.in_(scopes),
+                grants.c.tool_name == tool_name,
+                grants.c.key == key,
+                grants.c.revoked_at.is_(None),
+                grants.c.expires_at > at,
+            )
+            .order_by(grants.c.created_at, grants.c.id)
+            .limit(1)
+        )
+
+        def work(c: Connection) -> Grant | None:
+            row = c.execute(query).first()
+            return _row_to_grant(row) if row else None
+
+        return await self._run(work)
+
+    async def grants(self, *, active_at: datetime | None = None, limit: int = 200) -> list[Grant]:
+        """Grants, newest first: only those still in force at `active_at` when it is given."""
+        query = grants.select().order_by(grants.c.created_at.desc(), grants.c.id.desc()).limit(limit)
+        if active_at is not None:
+            query = query.where(grants.c.revoked_at.is_(None), grants.c.expires_at > active_at)
+        return await self._run(lambda c: [_row_to_grant(row) for row in c.execute(query)])
+
+    async def grants_from(self, request_id: str) -> list[Grant]:
+        query = grants.select().where(grants.c.request_id == request_id).order_by(grants.c.created_at)
+        return await self._run(lambda c: [_row_to_grant(row) for row in c.execute(query)])
+
+    async def revoke_grant(self, grant_id: str, actor: str, at: datetime) -> tuple[bool, Grant | None]:
+        """End a grant now. Returns whether this call ended it (False: it had already ended), and the grant."""
+
+        def work(c: Connection) -> tuple[bool, Grant | None]:
+            changed = c.execute(
+                grants.update()
+                .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None), grants.c.expires_at > at)
+                .values(revoked_at=at, revoked_by=actor)
+            ).rowcount
+            row = c.execute(grants.select().where(grants.c.id == grant_id)).first()
+            return changed == 1, _row_to_grant(row) if row else None
 
         return await self._run(work)
 

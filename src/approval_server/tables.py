@@ -48,6 +48,7 @@ requests = sa.Table(
     sa.Column("decided_by", sa.Text, nullable=True),
     sa.Column("decided_via", sa.Text, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("remembered", sa.String(16), nullable=True),
     # The history pages: newest first, in all or within one status or one tool. Each index ends with the id, the
     # tie-breaker of that order, so a page (however deep) is read in index order and never sorted.
     sa.Index("ix_requests_created_at_id", "created_at", "id"),
@@ -93,4 +94,28 @@ seen_webhooks = sa.Table(
     metadata,
     sa.Column("key", sa.String(128), primary_key=True),
     sa.Column("at", UTCDateTime, nullable=False),
+)
+
+# Remembered allowances: an allow that also allows the same again (see `grants`), until it expires or is revoked.
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("tool_name", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("rule", sa.Text, nullable=False),
+    sa.Column("request_id", sa.String(16), sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("agent", sa.Text, nullable=True),
+    sa.Column("session", sa.Text, nullable=True),
+    sa.Column("cwd", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_via", sa.Text, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_by", sa.Text, nullable=True),
+    sa.Index("ix_grants_scope_tool_name", "scope", "tool_name"),
+    sa.Index("ix_grants_expires_at", "expires_at"),
 )

@@ -19,7 +19,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from approval_server.bodies import read_form
 from approval_server.broker import Broker
-from approval_server.channels.whatsapp import InboundAnswer, WhatsAppChannel, parse_answer
+from approval_server.channels.whatsapp import HOW_TO_ANSWER, InboundAnswer, WhatsAppChannel, parse_answer
 from approval_server.config import WhatsAppSettings
 from approval_server.errors import BadRequest, NotFound, RequestClosed
 from approval_server.models import Answer, Status
@@ -79,14 +79,16 @@ class TwilioWebhook:
             sender, _field(form, "Body") or "", _field(form, "ButtonPayload"), _field(form, "OriginalRepliedMessageSid")
         )
         if answer.decision is None:
-            await self._whatsapp.tell(sender, "To answer, tap a button or reply APPROVE <id> or DENY <id>.")
+            await self._whatsapp.tell(sender, answer.problem or HOW_TO_ANSWER)
             return
         request_id = await self._request_for(answer)
         if request_id is None:
             return
         status = Status.ALLOWED if answer.decision == "allow" else Status.DENIED
         try:
-            await self._broker.decide(request_id, Answer(status, sender, self._whatsapp.name))
+            await self._broker.decide(
+                request_id, Answer(status, sender, self._whatsapp.name, answer.message, remember=answer.remember)
+            )
         except NotFound:
             await self._whatsapp.tell(sender, f"There is no request {request_id}; check the id.")
         except RequestClosed:
@@ -105,10 +107,12 @@ class TwilioWebhook:
         pending = [row.id for row in await self._broker.store.recent(status=Status.PENDING)]
         if len(pending) == 1:
             return pending[0]
-        word = "APPROVE" if answer.decision == "allow" else "DENY"
+        reply = "DENY <id>" if answer.decision == "deny" else "APPROVE <id>"
+        if answer.remember is not None:
+            reply = "ALWAYS <id>" if answer.remember.duration is None else "ALLOW <id> 30m"
         listed = ", ".join(pending) if pending else "none"
         await self._whatsapp.tell(
-            answer.sender, f"Which request? Reply {word} <id>, or tap the button on its message. Pending: {listed}."
+            answer.sender, f"Which request? Reply {reply}, or tap the button on its message. Pending: {listed}."
         )
         return None
 

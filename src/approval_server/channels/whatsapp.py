@@ -23,7 +23,8 @@ from twilio.rest import Client
 from approval_server.channels.base import Channel, Delivery
 from approval_server.config import WhatsAppSettings
 from approval_server.decision import describe_duration
-from approval_server.models import ApprovalRequest, Status
+from approval_server.grants import Grant, remembered_text
+from approval_server.models import ApprovalRequest, Remember, Status
 from approval_server.render import FENCE, for_monospace, monospace, render_whatsapp, visible
 from approval_server.store import OutboundMessage, Store
 from approval_server.web_auth import WebAuth
@@ -42,27 +43,50 @@ TEMPLATE_REFUSED = {63016, 63021, 63024, 63027, 21656, 20404}
 
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
-_ANSWER = re.compile(r"^\s*(approve|deny|yes|no)(?:\s+([a-z0-9]{8}))?\s*$", re.IGNORECASE)
+_ANSWER = re.compile(
+    r"^\s*(approve|allow|yes|always|deny|no)(?:\s+([a-z0-9]{8}))?(?:\s+(\S.*?))?\s*$", re.IGNORECASE | re.DOTALL
+)
+HOW_TO_ANSWER = (
+    "To answer, tap a button or reply APPROVE <id>, DENY <id> (then a reason, if you like), ALWAYS <id> (allow the "
+    "same again for the agent's session) or ALLOW <id> 30m (allow the same for 30 minutes)."
+)
 
 
 @dataclass(frozen=True)
 class InboundAnswer:
-    """An approver's reply, in neutral terms: what they said, about which request, in answer to which message."""
+    """An approver's reply, in neutral terms: what they said, about which request, in answer to which message.
+
+    `decision` is None for a message that is not an answer, and `problem` says why when it looked like one."""
 
     sender: str
     decision: Literal["allow", "deny"] | None
     request_id: str | None
     replied_to: str | None
+    remember: Remember | None = None
+    message: str | None = None
+    problem: str | None = None
 
 
 def parse_answer(sender: str, body: str, button_payload: str | None, replied_to: str | None) -> InboundAnswer:
-    """`APPROVE 7kq2m9xa`, `deny`, a button tap carrying `approve 7kq2m9xa`: any case, surrounding spaces."""
+    """`APPROVE 7kq2m9xa`, `deny`, `DENY 7kq2m9xa use the staging database`, `ALWAYS 7kq2m9xa`, `ALLOW 7kq2m9xa 30m`,
+    or a button tap carrying `approve 7kq2m9xa`: any case, surrounding spaces."""
     match = _ANSWER.match(button_payload or body or "")
     if match is None:
         return InboundAnswer(sender, None, None, replied_to)
-    word, request_id = match.group(1).lower(), match.group(2)
-    decision: Literal["allow", "deny"] = "allow" if word in ("approve", "yes") else "deny"
-    return InboundAnswer(sender, decision, request_id.lower() if request_id else None, replied_to)
+    word, request_id, rest = match.group(1).lower(), match.group(2), match.group(3)
+    request_id = request_id.lower() if request_id else None
+    if word in ("deny", "no"):
+        return InboundAnswer(sender, "deny", request_id, replied_to, message=rest)
+    remember = Remember("session") if word == "always" else None
+    if rest is not None:
+        try:
+            remember = None if word == "always" else Remember.parse(rest)
+        except ValueError as exc:
+            remember = None
+            rest = str(exc)
+        if remember is None:
+            return InboundAnswer(sender, None, request_id, replied_to, problem=f"Not applied: {rest}. {HOW_TO_ANSWER}")
+    return InboundAnswer(sender, "allow", request_id, replied_to, remember=remember)
 
 
 def _split(text: str, size: int) -> list[str]:
@@ -154,7 +178,10 @@ class WhatsAppChannel(Channel):
                 if exc.code not in TEMPLATE_REFUSED:
                     raise
                 logger.warning("Twilio refused the template (%s); sending plain text instead", exc.code)
-        body = f"🔔 Approval request {request_id}\n\n{shown}\n\nReply APPROVE {request_id} or DENY {request_id}."
+        body = (
+            f"🔔 Approval request {request_id}\n\n{shown}\n\nReply APPROVE {request_id} or DENY {request_id}, "
+            f"or ALWAYS {request_id} to allow the same again for this session."
+        )
         return await self._send(approver, request_id, body=body)
 
     def link(self, request_id: str, approver: str) -> str:
@@ -189,8 +216,9 @@ class WhatsAppChannel(Channel):
 
     async def withdraw(self, request: ApprovalRequest) -> None:
         """Tell the approvers how the request ended: the one who answered gets a confirmation, the others who."""
+        grants = await self._store.grants_from(request.id) if request.remembered else []
         for approver in self.approvers:
-            await self.tell(approver, outcome_notice(request, approver))
+            await self.tell(approver, outcome_notice(request, approver, grants))
 
     async def delivery_report(self, sid: str, status: str, error_code: str | None) -> tuple[str, str] | None:
         """Record a status callback. Returns (request id, why) when no approver can be reached for that request."""
@@ -217,13 +245,15 @@ class WhatsAppChannel(Channel):
             await self._http.close()
 
 
-def outcome_notice(request: ApprovalRequest, approver: str) -> str:
+def outcome_notice(request: ApprovalRequest, approver: str, grants: list[Grant]) -> str:
     ref = f"Request {request.id}"
     if request.status in (Status.ALLOWED, Status.DENIED):
         verb = "approved" if request.status is Status.ALLOWED else "denied"
+        remembered = remembered_text(request, grants)
+        also = f" {visible(remembered)}" if remembered else ""
         if request.decided_by == approver:
-            return f"✅ {ref} {verb}. Thank you."
-        return f"{ref} was {verb} by {visible(request.decided_by or 'someone')} via {request.decided_via}."
+            return f"✅ {ref} {verb}.{also}"
+        return f"{ref} was {verb} by {visible(request.decided_by or 'someone')} via {request.decided_via}.{also}"
     if request.status is Status.EXPIRED:
         return f"⌛ {ref} expired with no answer, so it was denied."
     return f"{ref} is over ({request.status.value}); no answer is needed."
