@@ -9,9 +9,10 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,11 +22,17 @@ from approval_server.bodies import read_body
 from approval_server.broker import Broker
 from approval_server.errors import BadRequest, NotFound
 from approval_server.hooks import hook_output, parse_hook_input
-from approval_server.models import Answer, Status, check_agent_name
+from approval_server.models import Answer, Remember, Status, check_agent_name
 
 API_CHANNEL = "api"
 MAX_LIMIT = 1000
 MAX_BODY = 2 * 1024 * 1024
+
+
+def _remember(value: object) -> Remember:
+    if not isinstance(value, str):
+        raise ValueError("remember must be 'session' or a duration such as '30m' or '2h'")
+    return Remember.parse(value)
 
 
 class DecisionBody(BaseModel):
@@ -35,12 +42,18 @@ class DecisionBody(BaseModel):
     message: str | None = Field(default=None, max_length=2000)
     updated_input: dict[str, Any] | None = None
     actor: str | None = Field(default=None, min_length=1, max_length=200)
+    remember: Annotated[Remember, BeforeValidator(_remember)] | None = None
 
     @model_validator(mode="after")
-    def _edit_only_with_allow(self) -> DecisionBody:
-        if self.updated_input is not None and self.decision != "allow":
-            raise ValueError("updated_input is only allowed with decision 'allow'")
+    def _only_with_allow(self) -> DecisionBody:
+        for name in ("updated_input", "remember"):
+            if getattr(self, name) is not None and self.decision != "allow":
+                raise ValueError(f"{name} is only allowed with decision 'allow'")
         return self
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
 
 
 def _broker(request: Request) -> Broker:
@@ -86,17 +99,41 @@ async def post_decision(request: Request) -> JSONResponse:
     try:
         body = DecisionBody.model_validate(payload)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise BadRequest(problems) from None
+        raise BadRequest(_problems(exc)) from None
     answer = Answer(
         status=Status.ALLOWED if body.decision == "allow" else Status.DENIED,
         actor=body.actor or "api client",
         channel=API_CHANNEL,
         message=body.message,
         updated_input=body.updated_input,
+        remember=body.remember,
     )
     row = await _broker(request).decide(request.path_params["request_id"], answer)
-    return JSONResponse(row.to_json())
+    grants = await _broker(request).store.grants_from(row.id) if row.remembered else []
+    return JSONResponse(row.to_json() | {"grants": [grant.to_json() for grant in grants]})
+
+
+async def list_grants(request: Request) -> JSONResponse:
+    """The grants in force, or with `?all=1` every grant, newest first."""
+    everything = request.query_params.get("all") in ("1", "true")
+    grants = await _broker(request).store.grants(active_at=None if everything else datetime.now(UTC))
+    return JSONResponse({"grants": [grant.to_json() for grant in grants]})
+
+
+class RevokeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+async def revoke_grant(request: Request) -> JSONResponse:
+    raw = await read_body(request, MAX_BODY)
+    try:
+        body = RevokeBody.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        raise BadRequest(_problems(exc)) from None
+    grant = await _broker(request).revoke(request.path_params["grant_id"], body.actor or "api client")
+    return JSONResponse(grant.to_json())
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -144,6 +181,8 @@ routes: list[BaseRoute] = [
     Route("/requests", list_requests, methods=["GET"]),
     Route("/requests/{request_id}", get_request, methods=["GET"]),
     Route("/requests/{request_id}/decision", post_decision, methods=["POST"]),
+    Route("/grants", list_grants, methods=["GET"]),
+    Route("/grants/{grant_id}/revoke", revoke_grant, methods=["POST"]),
     Route("/events", events, methods=["GET"]),
     Route("/hook", hook, methods=["POST"]),
 ]

@@ -18,9 +18,9 @@ import anyio
 
 from approval_server.channels import Channel, Delivery
 from approval_server.decision import SERVER_ACTOR, Decision, describe_duration, internal_error
-from approval_server.errors import NotFound, RequestClosed
+from approval_server.errors import GrantEnded, NotFound, RequestClosed
 from approval_server.events import Event, EventHub
-from approval_server.grants import pattern_for, scopes_for
+from approval_server.grants import Grant, pattern_for, scopes_for
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.policy import Policy
 from approval_server.render import render_text
@@ -167,6 +167,17 @@ class Broker:
             raise RequestClosed(f"request {request_id} is already {row.status.value}; this answer changed nothing")
         self._after_close(row)
         return row
+
+    async def revoke(self, grant_id: str, actor: str) -> Grant:
+        """End a grant now. Raises `NotFound`, or `GrantEnded` when it had already ended."""
+        ended, grant = await self.store.revoke_grant(grant_id, actor, _now())
+        if grant is None:
+            raise NotFound(f"no grant {grant_id}")
+        if not ended:
+            why = f"revoked by {grant.revoked_by}" if grant.revoked_at else "expired"
+            raise GrantEnded(f"grant {grant_id} has already ended ({why}); nothing changed")
+        logger.info("grant %s (%s) revoked by %s", grant.id, grant.rule, actor)
+        return grant
 
     async def abandon_pending(self) -> list[str]:
         """At start-up: requests still pending belong to a process that died; their caller is gone."""

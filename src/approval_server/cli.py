@@ -114,10 +114,16 @@ def approve(
     edited_input: Annotated[
         str | None, typer.Option("--input", help="Run this JSON object instead of the requested input.")
     ] = None,
+    remember: Annotated[
+        str | None,
+        typer.Option(help="Also allow the same again: 'session' (this agent session) or a duration such as 30m."),
+    ] = None,
     env_file: EnvFile = ENV_DEFAULT,
 ) -> None:
-    """Approve a pending request (optionally with an edited input)."""
+    """Approve a pending request (optionally with an edited input, or remembering it)."""
     body: dict[str, Any] = {"decision": "allow", "message": message, "actor": _actor()}
+    if remember is not None:
+        body["remember"] = remember
     if edited_input is not None:
         try:
             body["updated_input"] = json.loads(edited_input)
@@ -126,6 +132,39 @@ def approve(
     with _api(_settings(env_file)) as api:
         row = api.decide(request_id, body)
     typer.echo(f"Request {row['id']} allowed.")
+    for grant in row["grants"]:
+        typer.echo(f"Grant {grant['id']}: {visible(grant['rule'])} for {grant['covers']} until {grant['expires_at']}.")
+
+
+@app.command("grants")
+def list_grants(
+    show_all: Annotated[bool, typer.Option("--all", help="Also grants that have ended.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of lines.")] = False,
+    env_file: EnvFile = ENV_DEFAULT,
+) -> None:
+    """List the grants ("allow for session", "allow for 30 minutes") in force, newest first."""
+    with _api(_settings(env_file)) as api:
+        grants = api.grants(show_all)
+    if as_json:
+        typer.echo(json.dumps(grants, indent=2, ensure_ascii=False))
+        return
+    if not grants:
+        typer.echo("No grants." if show_all else "No grant is in force.")
+        return
+    for grant in grants:
+        ended = f", revoked by {grant['revoked_by']}" if grant["revoked_at"] else ""
+        typer.echo(
+            f"{grant['id']}  {grant['kind']:<7}  until {grant['expires_at'][:19]}  {visible(grant['rule'])}  "
+            f"for {visible(grant['covers'])}, by {visible(grant['created_by'])}{ended}"
+        )
+
+
+@app.command()
+def revoke(grant_id: str, env_file: EnvFile = ENV_DEFAULT) -> None:
+    """End a grant now: the same call asks a human again."""
+    with _api(_settings(env_file)) as api:
+        grant = api.revoke_grant(grant_id, _actor())
+    typer.echo(f"Grant {grant['id']} ({visible(grant['rule'])}) revoked.")
 
 
 @app.command()

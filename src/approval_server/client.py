@@ -58,6 +58,15 @@ class ApiClient:
         result: dict[str, Any] = self._call("POST", f"/api/requests/{request_id}/decision", json=body)
         return result
 
+    def grants(self, show_all: bool) -> list[dict[str, Any]]:
+        params = {"all": "1"} if show_all else {}
+        result: list[dict[str, Any]] = self._call("GET", "/api/grants", params=params)["grants"]
+        return result
+
+    def revoke_grant(self, grant_id: str, actor: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/api/grants/{grant_id}/revoke", json={"actor": actor})
+        return result
+
     def hook(self, payload: Any, agent: str | None) -> dict[str, Any]:
         headers = {"X-Agent-Name": agent} if agent else {}
         result: dict[str, Any] = self._call("POST", "/api/hook", json=payload, headers=headers)

@@ -36,13 +36,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from approval_server import __version__
 from approval_server.bodies import read_form
 from approval_server.broker import Broker
-from approval_server.errors import BadRequest, NotFound, RequestClosed, TooLarge
+from approval_server.errors import BadRequest, GrantEnded, NotFound, RequestClosed, TooLarge
 from approval_server.events import Event
-from approval_server.models import Answer, ApprovalRequest, Status
+from approval_server.grants import pattern_for, session_rule
+from approval_server.models import Answer, ApprovalRequest, Remember, Status
 from approval_server.render import fields, json_for_editing, segments
 from approval_server.web_auth import SESSION_COOKIE, SESSION_SECONDS, LinkRefused, RequestLink, WebAuth
 
 PAGE_SIZE = 50
+GRANTS_SHOWN = 200
 PENDING_SHOWN = 200  # newest first; past that the page says how many more there are (the history lists them all)
 SUMMARY_CHARS = 400
 EXPORT_BATCH = 500
@@ -50,6 +52,7 @@ MAX_FORM_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE = 2000
 DASHBOARD_CHANNEL = "dashboard"
 LINK_CHANNEL = "web link"
+DURATIONS = {"15m": "15 minutes", "30m": "30 minutes", "1h": "1 hour", "2h": "2 hours", "8h": "8 hours"}
 
 _HERE = Path(__file__).parent
 _HIDDEN_CHAR = Markup('<span class="hidden-char" title="hidden character">{}</span>')
@@ -126,6 +129,9 @@ def _templates() -> Jinja2Templates:
     env.filters["utc"] = _utc
     env.filters["editable"] = json_for_editing
     env.globals["fields"] = fields
+    env.globals["session_rule"] = session_rule
+    env.globals["pattern_for"] = pattern_for
+    env.globals["durations"] = DURATIONS
     env.globals["version"] = __version__
     return Jinja2Templates(env=env)
 
@@ -162,6 +168,8 @@ class Dashboard:
             Route("/fragments/pending", self.pending_fragment, methods=["GET"]),
             Route("/requests/{request_id}", self.request_page, methods=["GET"]),
             Route("/requests/{request_id}/decision", self.decide, methods=["POST"]),
+            Route("/grants", self.grants_page, methods=["GET"]),
+            Route("/grants/{grant_id}/revoke", self.revoke, methods=["POST"]),
             Route("/export.{fmt:str}", self.export, methods=["GET"]),
             Route("/r/{token}", self.link, methods=["GET", "POST"]),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
@@ -334,7 +342,42 @@ class Dashboard:
         if row is None:
             return self._refusal(request, _Refused(404, "Not found", "There is no such request."), **context)
         answers = await self._broker.store.answers_for(row.id)
-        return self._page(request, "request.html", {"row": row, "answers": answers, "action": None, **context})
+        grants = await self._broker.store.grants_from(row.id)
+        page = {"row": row, "answers": answers, "grants": grants, "action": None, **context}
+        return self._page(request, "request.html", page)
+
+    # -- grants ---------------------------------------------------------------------------------------------
+
+    async def grants_page(self, request: Request) -> Response:
+        sid = self._session(request)
+        if sid is None:
+            return self._login_redirect(request)
+        now = datetime.now(UTC)
+        grants = await self._broker.store.grants(limit=GRANTS_SHOWN)
+        context = {
+            "active": [grant for grant in grants if grant.active(now)],
+            "ended": [grant for grant in grants if not grant.active(now)],
+            "signed_in": True,
+            "csrf": self._auth.csrf_token(sid),
+        }
+        return self._page(request, "grants.html", context)
+
+    async def revoke(self, request: Request) -> Response:
+        sid = self._session(request)
+        if sid is None:
+            return PlainTextResponse("sign in first", status_code=401)
+        context: dict[str, Any] = {"signed_in": True, "csrf": self._auth.csrf_token(sid)}
+        try:
+            await self._checked_form(request, sid)
+            try:
+                await self._broker.revoke(request.path_params["grant_id"], f"dashboard session {sid[:8]}")
+            except NotFound:
+                raise _Refused(404, "Not found", "There is no such grant.") from None
+            except GrantEnded:
+                raise _Refused(409, "Already ended", "This grant has already ended; nothing changed.") from None
+        except _Refused as refused:
+            return self._refusal(request, refused, **context)
+        return RedirectResponse("/grants", status_code=303)
 
     # -- decisions ------------------------------------------------------------------------------------------
 
@@ -348,8 +391,15 @@ class Dashboard:
             raise _Refused(400, "Message too long", f"The message is over {MAX_MESSAGE} characters; nothing changed.")
         if decision == "deny":
             return Answer(Status.DENIED, actor, channel, message)
+        if decision == "allow_session":
+            return Answer(Status.ALLOWED, actor, channel, message, remember=Remember("session"))
         if decision == "allow":
-            return Answer(Status.ALLOWED, actor, channel, message)
+            duration = form.get("remember")
+            if duration is None:
+                return Answer(Status.ALLOWED, actor, channel, message)
+            if duration not in DURATIONS:
+                raise _Refused(400, "Bad form", "Choose one of the durations offered; nothing changed.")
+            return Answer(Status.ALLOWED, actor, channel, message, remember=Remember.parse(str(duration)))
         if decision == "edit":
             text = form.get("updated_input")
             try:
@@ -365,7 +415,7 @@ class Dashboard:
             return Answer(
                 Status.ALLOWED, actor, channel, message, updated_input=edited if edited != row.input else None
             )
-        raise _Refused(400, "Bad form", "Choose approve, deny or approve with changes.")
+        raise _Refused(400, "Bad form", "Choose approve, allow for session, deny or approve with changes.")
 
     async def _apply(self, row: ApprovalRequest, answer: Answer) -> ApprovalRequest:
         try:

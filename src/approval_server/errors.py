@@ -6,8 +6,9 @@ ApprovalServerError
  ├── ServerUnreachable     the CLI could not get an answer from the running server (client.py)
  └── HTTPError            an answer to an HTTP client, carrying its status
       ├── BadRequest      400: malformed JSON or fields
-      ├── NotFound        404: no such request
+      ├── NotFound        404: no such request or grant
       ├── RequestClosed   409: the request has left `pending` already
+      ├── GrantEnded      409: the grant was revoked or has expired already
       └── TooLarge        413: the body is over the route's limit
 """
 
@@ -50,6 +51,11 @@ class NotFound(HTTPError):
 class RequestClosed(HTTPError):
     status_code = 409
     code = "request_closed"
+
+
+class GrantEnded(HTTPError):
+    status_code = 409
+    code = "grant_ended"
 
 
 class TooLarge(HTTPError):

@@ -160,6 +160,14 @@ class Grant:
         }
 
 
+def session_rule(row: ApprovalRequest) -> str | None:
+    """The rule "allow for session" would remember for a pending request, or None when nothing could."""
+    pattern = pattern_for(row.tool_name, row.input)
+    if session_scope(row.agent, row.session, row.cwd) or pattern.claude_rule is not None:
+        return pattern.rule
+    return None
+
+
 def remembered_text(row: ApprovalRequest, grants: list[Grant]) -> str | None:
     """What an allow remembered, in a sentence for the approver; None when it remembered nothing."""
     if row.remembered is None:
