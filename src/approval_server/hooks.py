@@ -9,7 +9,9 @@ stdin to `/api/hook`. Two events are understood (observed with Claude Code 2.1.3
   `{"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "allow" | "deny", …}}`.
 
 An allow always carries the input as recorded and shown (or the approver's edit) as `updatedInput`, as the
-permission tool does, so what runs is what was approved.
+permission tool does, so what runs is what was approved. A `PermissionRequest` allow "for the session" also carries
+`updatedPermissions` (Claude Code honours it there, observed with 2.1.328); `PreToolUse` has no such field, so the
+server's grant answers the repeats.
 """
 
 from __future__ import annotations
