@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.browser import CHROMIUM_FLAGS, DASHBOARD_TOKEN, DESKTOP, PHONE, artifacts_dir, chromium_path
 from tests.fake_twilio import FakeTwilio
-from tests.support import ServerProcess, wait_for_pending
+from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 from tests.test_mcp import TOOL, single_text_json
 from tests.whatsapp_support import ALICE, PUBLIC_URL, sent_to, text_of
 
@@ -214,6 +216,41 @@ async def test_a_cross_site_form_post_is_refused(browser: Browser, dashboard: Se
         call.cancel()
     assert still["status"] == "pending"
     assert not [answer for answer in still["answers"] if answer["status"] == "allowed"]
+
+
+async def test_allow_for_session_then_revoke_on_the_grants_page(browser: Browser, dashboard: ServerProcess) -> None:
+    page = await signed_in(browser, dashboard)
+    transport = StreamableHttpTransport(
+        f"{dashboard.url}/mcp?agent=web&cwd=/srv/app", headers={"Authorization": f"Bearer {MCP_TOKEN}"}
+    )
+    async with Client(transport) as mcp:
+        call = asyncio.create_task(mcp.call_tool_mcp(TOOL, bash("npm test", "Run the tests")))
+        card = page.locator(".card")
+        await expect(card.locator(".remembers").first).to_contain_text("this exact command")
+        await card.get_by_role("button", name="Allow for session").click()
+        answer = single_text_json(await asyncio.wait_for(call, 10))
+        assert answer["updatedPermissions"][0]["rules"] == [{"toolName": "Bash", "ruleContent": "npm test"}]
+
+        again = single_text_json(await asyncio.wait_for(mcp.call_tool_mcp(TOOL, bash("npm test", "again")), 10))
+        assert again["behavior"] == "allow"
+        await expect(page.locator(".card")).to_have_count(0)  # the repeat was never shown
+
+        await page.get_by_role("link", name="Grants").click()
+        row = page.locator("table.grants tbody tr")
+        await expect(row).to_have_count(1)
+        await expect(row).to_contain_text("Bash(npm test)")
+        await expect(row).to_contain_text("agent web in /srv/app")
+        await page.screenshot(path=str(artifacts_dir() / "dashboard-grants.png"), full_page=True)
+        await row.get_by_role("button", name="Revoke").click()
+        await expect(page.locator("#grants-title .count")).to_have_text("0")
+        await expect(page.locator("#ended-title")).to_be_visible()
+        await expect(page.locator("table.grants tbody tr")).to_contain_text("revoked")
+
+        asked = asyncio.create_task(mcp.call_tool_mcp(TOOL, bash("npm test", "after the revoke")))
+        await page.goto(f"{dashboard.url}/")
+        await expect(page.locator(".card")).to_have_count(1)  # asked again
+        await page.locator(".card").get_by_role("button", name="Deny", exact=True).click()
+        assert single_text_json(await asyncio.wait_for(asked, 10))["behavior"] == "deny"
 
 
 async def test_phone_layout_and_screenshots(browser: Browser, start_server: Callable[..., ServerProcess]) -> None:

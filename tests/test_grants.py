@@ -16,7 +16,7 @@ from approval_server.channels import Channel, Delivery
 from approval_server.decision import Decision
 from approval_server.errors import GrantEnded, NotFound
 from approval_server.events import EventHub
-from approval_server.grants import pattern_for, scopes_for, session_rule, session_scope
+from approval_server.grants import pattern_for, scopes_for, session_pattern, session_scope
 from approval_server.hooks import hook_output
 from approval_server.models import Answer, ApprovalRequest, Remember, Status, ToolCall
 from approval_server.policy import RulesPolicy
@@ -137,10 +137,14 @@ def test_allow_for_session_is_offered_only_where_something_can_remember_it() -> 
     def row(tool: str, tool_input: dict[str, object], **identity: str) -> ApprovalRequest:
         return ApprovalRequest.open(ToolCall(tool, tool_input, **identity), "", now, 60)  # type: ignore[arg-type]
 
-    assert session_rule(row("Bash", {"command": "ls"})) == "Bash(ls)"  # Claude Code remembers it itself
-    assert session_rule(row("Edit", {"file_path": "/a"})) is None  # nothing identifies the agent's session
-    assert session_rule(row("Edit", {"file_path": "/a"}, session="s")) == "Edit(//a)"
-    assert session_rule(row("Edit", {"file_path": "/a"}, agent="ci")) == "Edit(//a)"
+    def rule(request: ApprovalRequest) -> str | None:
+        pattern = session_pattern(request)
+        return pattern.rule if pattern else None
+
+    assert rule(row("Bash", {"command": "ls"})) == "Bash(ls)"  # Claude Code remembers it itself
+    assert rule(row("Edit", {"file_path": "/a"})) is None  # nothing identifies the agent's session
+    assert rule(row("Edit", {"file_path": "/a"}, session="s")) == "Edit(//a)"
+    assert rule(row("Edit", {"file_path": "/a"}, agent="ci")) == "Edit(//a)"
 
 
 def test_a_session_allow_tells_claude_code_the_rule_in_both_protocols() -> None:

@@ -34,19 +34,21 @@ class Pattern:
     key: str  # equal keys (for one tool) are the same again
     rule: str  # the same, in Claude Code's rule syntax, as people read it
     claude_rule: JSONObject | None  # the rule Claude Code itself is given, where one says exactly this
+    same: str  # "the same again" in a few words, beside a request that shows the call in full
 
 
 def pattern_for(tool_name: str, tool_input: JSONObject) -> Pattern:
     if tool_name == "Bash" and isinstance(command := tool_input.get("command"), str):
-        return Pattern(tool_name, command, f"Bash({command})", {"toolName": "Bash", "ruleContent": command})
+        claude_rule = {"toolName": "Bash", "ruleContent": command}
+        return Pattern(tool_name, command, f"Bash({command})", claude_rule, "this exact command")
     field = _FILE_TOOLS.get(tool_name)
     if field and isinstance(path := tool_input.get(field), str) and path.startswith("/"):
         # An absolute path is written `//path` in Claude Code's rules (`/path` is relative to the settings file).
-        return Pattern(tool_name, path, f"{tool_name}(/{path})", None)
+        return Pattern(tool_name, path, f"{tool_name}(/{path})", None, f"{tool_name} on this file")
     if tool_name == "WebFetch" and isinstance(url := tool_input.get("url"), str) and (host := urlsplit(url).hostname):
-        return Pattern(tool_name, host, f"WebFetch(domain:{host})", None)
+        return Pattern(tool_name, host, f"WebFetch(domain:{host})", None, f"WebFetch from {host}")
     exact = json.dumps(tool_input, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return Pattern(tool_name, exact, f"{tool_name} with exactly this input", None)
+    return Pattern(tool_name, exact, f"{tool_name} with exactly this input", None, "this exact call")
 
 
 def session_scope(agent: str | None, session: str | None, cwd: str | None) -> str | None:
@@ -160,11 +162,11 @@ class Grant:
         }
 
 
-def session_rule(row: ApprovalRequest) -> str | None:
-    """The rule "allow for session" would remember for a pending request, or None when nothing could."""
+def session_pattern(row: ApprovalRequest) -> Pattern | None:
+    """What "allow for session" would remember for a pending request, or None when nothing could."""
     pattern = pattern_for(row.tool_name, row.input)
     if session_scope(row.agent, row.session, row.cwd) or pattern.claude_rule is not None:
-        return pattern.rule
+        return pattern
     return None
 
 
