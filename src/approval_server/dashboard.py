@@ -38,7 +38,7 @@ from approval_server.bodies import read_form
 from approval_server.broker import Broker
 from approval_server.errors import BadRequest, GrantEnded, NotFound, RequestClosed, TooLarge
 from approval_server.events import Event
-from approval_server.grants import pattern_for, session_pattern
+from approval_server.grants import pattern_for, remembered_text, session_pattern
 from approval_server.models import Answer, ApprovalRequest, Remember, Status
 from approval_server.render import fields, json_for_editing, segments
 from approval_server.web_auth import SESSION_COOKIE, SESSION_SECONDS, LinkRefused, RequestLink, WebAuth
@@ -130,6 +130,7 @@ def _templates() -> Jinja2Templates:
     env.filters["editable"] = json_for_editing
     env.globals["fields"] = fields
     env.globals["session_pattern"] = session_pattern
+    env.globals["remembered_text"] = remembered_text
     env.globals["pattern_for"] = pattern_for
     env.globals["durations"] = DURATIONS
     env.globals["version"] = __version__

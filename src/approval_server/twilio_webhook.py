@@ -8,6 +8,7 @@ answer is always the empty TwiML document Twilio expects.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime
 
@@ -81,6 +82,10 @@ class TwilioWebhook:
         if answer.decision is None:
             await self._whatsapp.tell(sender, answer.problem or HOW_TO_ANSWER)
             return
+        if answer.id_as_typed and await self._broker.store.get(answer.request_id or "") is None:
+            # No such request: the word was the reason's first, as in `DENY database is prod`.
+            reason = " ".join(word for word in (answer.id_as_typed, answer.message) if word)
+            answer = dataclasses.replace(answer, request_id=None, message=reason)
         request_id = await self._request_for(answer)
         if request_id is None:
             return

@@ -65,6 +65,7 @@ class InboundAnswer:
     remember: Remember | None = None
     message: str | None = None
     problem: str | None = None
+    id_as_typed: str | None = None  # a reason's first word can look like an id: `DENY database is prod`
 
 
 def parse_answer(sender: str, body: str, button_payload: str | None, replied_to: str | None) -> InboundAnswer:
@@ -73,10 +74,10 @@ def parse_answer(sender: str, body: str, button_payload: str | None, replied_to:
     match = _ANSWER.match(button_payload or body or "")
     if match is None:
         return InboundAnswer(sender, None, None, replied_to)
-    word, request_id, rest = match.group(1).lower(), match.group(2), match.group(3)
-    request_id = request_id.lower() if request_id else None
+    word, typed_id, rest = match.group(1).lower(), match.group(2), match.group(3)
+    request_id = typed_id.lower() if typed_id else None
     if word in ("deny", "no"):
-        return InboundAnswer(sender, "deny", request_id, replied_to, message=rest)
+        return InboundAnswer(sender, "deny", request_id, replied_to, message=rest, id_as_typed=typed_id)
     remember = Remember("session") if word == "always" else None
     if rest is not None:
         try:
