@@ -427,8 +427,8 @@ async def test_the_edit_box_holds_the_input_exactly_even_with_hidden_characters(
         ({"decision": "edit"}, "It must be a JSON object"),
         ({"decision": "edit", "updated_input": '{"command": ' + "[" * 100_000}, "Edited input is not valid"),
         ({"decision": "edit", "updated_input": '{"a": ' + "[" * 50_000 + "]" * 50_000 + "}"}, "Edited input"),
-        ({"decision": "maybe"}, "Choose approve, deny"),
-        ({}, "Choose approve, deny"),
+        ({"decision": "maybe"}, "Choose approve, allow for session, deny"),
+        ({}, "Choose approve, allow for session, deny"),
         ({"decision": "deny", "message": "x" * 2001}, "over 2000 characters"),
     ],
 )
