@@ -176,3 +176,25 @@ def test_the_server_migrates_a_new_sqlite_database_itself(tmp_path: Path) -> Non
 def test_doctor_reports_the_database_and_its_revision(database_url: str, tmp_path: Path) -> None:
     doctor = cli("doctor", cwd=tmp_path, env={"DATABASE_URL": database_url, "SERVER_PORT": "9"})
     assert re.search(rf"ok +database .* is at revision {NEWEST}, the newest", doctor.stdout), doctor.stdout
+
+
+def test_a_database_migrated_by_a_newer_version_is_named_not_touched(databases: Databases, tmp_path: Path) -> None:
+    url = databases.create(tmp_path, empty=True)
+    store = Store(url)
+    try:
+        store.migrate()
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            version = sa.table("alembic_version", sa.column("version_num"))
+            connection.execute(version.update().values(version_num="9999"))
+        engine.dispose()
+        current = cli("db", "current", cwd=tmp_path, env={"DATABASE_URL": url})
+        assert "at revision 9999, which this version does not know: upgrade approval-server" in current.stdout
+        result = start_failure(tmp_path, url)
+        assert "Traceback" not in result.stderr
+        # SQLite's start-up migration cannot go back, PostgreSQL's check refuses: either way the server stops.
+        assert (result.returncode, "9999" in result.stderr) == (1 if store.migrates_itself else 2, True)
+        assert store.revision().current == "9999"
+    finally:
+        store.close()
+        databases.drop(url)

@@ -125,3 +125,22 @@ async def test_abandon_pending_closes_only_pending_rows(store: Store) -> None:
     closed = await store.get(closed_request.id)
     assert closed is not None
     assert closed.status is Status.DENIED
+
+
+async def test_failures_reported_at_once_see_each_other(store: Store, database_url: str) -> None:
+    """Two messages of one request fail at the same moment: at least one report must find both failed."""
+    other = Store(database_url)
+    try:
+        for n in range(30):
+            request = make_request(n)
+            await store.insert(request)
+            now = datetime.now(UTC)
+            await store.record_outbound(f"SMa{n}", request.id, "whatsapp", "+14155550100", "sent", now)
+            await store.record_outbound(f"SMb{n}", request.id, "whatsapp", "+14155550101", "sent", now)
+            reports = await asyncio.gather(
+                store.report_delivery(f"SMa{n}", "failed", "63015", now),
+                other.report_delivery(f"SMb{n}", "failed", "63015", now),
+            )
+            assert any(all(m.status == "failed" for m in messages) for messages in reports), reports
+    finally:
+        other.close()

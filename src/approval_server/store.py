@@ -359,12 +359,16 @@ class Store:
         """Record a delivery report; returns every message sent for the same request, as they now stand."""
 
         def work(c: Connection) -> list[OutboundMessage]:
+            request_id = sa.select(outbound_messages.c.request_id).where(outbound_messages.c.sid == sid)
+            # One request's reports are applied one at a time (its row locked), so that two failures reported at
+            # once each see the other; PostgreSQL would otherwise let both read the other's message as not failed.
+            # (SQLite runs one writer at a time anyway.)
+            c.execute(sa.select(requests.c.id).where(requests.c.id.in_(request_id)).with_for_update(key_share=True))
             c.execute(
                 outbound_messages.update()
                 .where(outbound_messages.c.sid == sid)
                 .values(status=status, error_code=error_code, updated_at=at)
             )
-            request_id = sa.select(outbound_messages.c.request_id).where(outbound_messages.c.sid == sid)
             rows = c.execute(outbound_messages.select().where(outbound_messages.c.request_id.in_(request_id)))
             return [OutboundMessage(row.sid, row.request_id, row.recipient, row.status) for row in rows]
 
