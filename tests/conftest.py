@@ -5,18 +5,36 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import Databases
 from tests.fake_twilio import FakeTwilio
 from tests.support import ServerProcess
 from tests.whatsapp_support import PUBLIC_URL, whatsapp_env
 
 
+@pytest.fixture(scope="session")
+def databases() -> Iterator[Databases]:
+    """Makes the databases of the selected backend (APPROVAL_TEST_BACKEND): use `database_url` in a test."""
+    made = Databases()
+    yield made
+    made.close()
+
+
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def database_url(databases: Databases, tmp_path: Path) -> Iterator[str]:
+    """A new database for this test, ready for a server; dropped after it. Every store and server of a test uses
+    this one URL (SQLite: approval.db in the data directory, where the server's default would be)."""
+    url = databases.create(tmp_path / "data")
+    yield url
+    databases.drop(url)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, database_url: str) -> Iterator[Callable[..., ServerProcess]]:
     """Start `approval-server serve` with extra environment; every server started is stopped at the end."""
     started: list[ServerProcess] = []
 
     def start(**env: str) -> ServerProcess:
-        server = ServerProcess(data_dir=tmp_path / "data", env=env)
+        server = ServerProcess(data_dir=tmp_path / "data", database_url=database_url, env=env)
         server.start()
         started.append(server)
         return server

@@ -35,6 +35,7 @@ class ServerProcess:
     """`approval-server serve` running in its own process, as a user would run it."""
 
     data_dir: Path
+    database_url: str | None = None  # None: the server's default, SQLite in the data directory
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -54,6 +55,8 @@ class ServerProcess:
             "APPROVAL_MCP_TOKEN": MCP_TOKEN,
             "APPROVAL_LOG_LEVEL": "debug",
         }
+        if self.database_url is not None:
+            env["DATABASE_URL"] = self.database_url
         env.update(self.env)
         return env
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -46,10 +45,11 @@ class FixedPolicy:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'approval.db'}")
+def store(database_url: str) -> Iterator[Store]:
+    store = Store(database_url)
     store.migrate()
-    return store
+    yield store
+    store.close()
 
 
 def make_broker(store: Store, *channels: Channel, timeout: float = 10, policy: object = None) -> Broker:
@@ -176,13 +176,14 @@ async def test_simultaneous_answers_in_process_have_one_winner(store: Store) -> 
         assert (await waiting).behavior == ("allow" if winners[0].status is Status.ALLOWED else "deny")
 
 
-async def test_an_internal_error_is_a_deny_that_leaks_nothing(store: Store) -> None:
+async def test_an_internal_error_is_a_deny_that_leaks_nothing(store: Store, database_url: str) -> None:
     class BrokenStore(Store):
         async def insert(self, request: ApprovalRequest) -> None:
             raise StoreError("database error: OperationalError secret-path")
 
-    broken = BrokenStore(f"sqlite:///{store.describe().removeprefix('sqlite:///')}")
+    broken = BrokenStore(database_url)
     decision = await make_broker(broken, MockChannel("one")).submit(CALL)
+    broken.close()
     assert decision.behavior == "deny"
     assert decision.message is not None
     assert "internal error" in decision.message

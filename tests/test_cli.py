@@ -37,6 +37,7 @@ def server_env(server: ServerProcess) -> dict[str, str]:
         "APPROVAL_API_TOKEN": API_TOKEN,
         "APPROVAL_MCP_TOKEN": MCP_TOKEN,
         "APPROVAL_DATA_DIR": str(server.data_dir),
+        "DATABASE_URL": server.database_url or "",
     }
 
 

@@ -42,6 +42,7 @@ from tests.dashboard_support import (
     signed_in,
     still_pending,
 )
+from tests.databases import Databases
 from tests.fake_twilio import FakeTwilio
 from tests.support import ServerProcess
 from tests.whatsapp_support import ALICE, BOB, MALLORY, PUBLIC_URL, whatsapp_env
@@ -61,13 +62,16 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[Deployment]:
+    def make(name: str, env: dict[str, str]) -> ServerProcess:
+        data_dir = tmp_path_factory.mktemp(name)
+        return ServerProcess(data_dir=data_dir, database_url=databases.create(data_dir), env=env)
+
     with FakeTwilio() as fake, FakeTwilio() as short_fake:
         token = {"APPROVAL_DASHBOARD_TOKEN": DASHBOARD_TOKEN}
-        plain = ServerProcess(data_dir=tmp_path_factory.mktemp("plain"), env=token)
-        whatsapp = ServerProcess(data_dir=tmp_path_factory.mktemp("whatsapp"), env=whatsapp_env(fake, **token))
-        short_env = whatsapp_env(short_fake, APPROVAL_TIMEOUT_SECONDS=str(SHORT_TIMEOUT), **token)
-        short = ServerProcess(data_dir=tmp_path_factory.mktemp("short"), env=short_env)
+        plain = make("plain", token)
+        whatsapp = make("whatsapp", whatsapp_env(fake, **token))
+        short = make("short", whatsapp_env(short_fake, APPROVAL_TIMEOUT_SECONDS=str(SHORT_TIMEOUT), **token))
         for twilio, server in ((fake, whatsapp), (short_fake, short)):
             twilio.configure_webhook(f"{PUBLIC_URL}/twilio-webhook", deliver_to=f"{server.url}/twilio-webhook")
         servers = [plain, whatsapp, short]
@@ -78,6 +82,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         finally:
             for server in servers:
                 server.stop()
+                databases.drop(server.database_url or "")
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -45,10 +45,11 @@ class CountingChannel(Channel):
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'approval.db'}")
+def store(database_url: str) -> Iterator[Store]:
+    store = Store(database_url)
     store.migrate()
-    return store
+    yield store
+    store.close()
 
 
 def broker_for(store: Store, channel: Channel, policy: str = "") -> Broker:

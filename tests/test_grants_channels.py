@@ -39,6 +39,7 @@ from tests.dashboard_support import (
     signed_in,
     still_pending,
 )
+from tests.databases import Databases
 from tests.fake_twilio import FakeTwilio, Message
 from tests.support import MCP_TOKEN, REPO, ServerProcess, wait_for_pending
 from tests.whatsapp_support import ALICE, BOB, PUBLIC_URL, make_template, text_of, whatsapp_env
@@ -57,7 +58,9 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[Deployment]:
+    data_dir = tmp_path_factory.mktemp("grants")
+    database_url = databases.create(data_dir)
     policy = tmp_path_factory.mktemp("policy") / "policy.toml"
     policy.write_text(POLICY)
     with FakeTwilio() as fake:
@@ -68,13 +71,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             APPROVAL_DASHBOARD_TOKEN=DASHBOARD_TOKEN,
             POLICY_FILE=str(policy),
         )
-        server = ServerProcess(data_dir=tmp_path_factory.mktemp("grants"), env=env)
+        server = ServerProcess(data_dir=data_dir, database_url=database_url, env=env)
         fake.configure_webhook(f"{PUBLIC_URL}/twilio-webhook", deliver_to=f"{server.url}/twilio-webhook")
         try:
             server.start()
             yield Deployment(server, fake, template)
         finally:
             server.stop()
+            databases.drop(database_url)
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------

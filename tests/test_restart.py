@@ -15,8 +15,8 @@ from tests.support import ServerProcess, wait_for_pending
 TOOL = "permissions__approve"
 
 
-async def test_sigkill_during_a_wait_leaves_an_abandoned_row(tmp_path: Path) -> None:
-    server = ServerProcess(data_dir=tmp_path / "data")
+async def test_sigkill_during_a_wait_leaves_an_abandoned_row(tmp_path: Path, database_url: str) -> None:
+    server = ServerProcess(data_dir=tmp_path / "data", database_url=database_url)
     server.start()
     try:
         async with server.api() as api:
@@ -42,7 +42,7 @@ async def test_sigkill_during_a_wait_leaves_an_abandoned_row(tmp_path: Path) -> 
     finally:
         server.stop()
 
-    restarted = ServerProcess(data_dir=tmp_path / "data", port=server.port)
+    restarted = ServerProcess(data_dir=tmp_path / "data", database_url=database_url, port=server.port)
     restarted.start()
     try:
         async with restarted.api() as api:

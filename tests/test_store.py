@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.store import Store
+from tests.databases import POSTGRESQL
 
 
 def make_request(n: int) -> ApprovalRequest:
@@ -20,10 +22,11 @@ def make_request(n: int) -> ApprovalRequest:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    store = Store(f"sqlite:///{tmp_path / 'db' / 'approval.db'}")
+def store(database_url: str) -> Iterator[Store]:
+    store = Store(database_url)
     store.migrate()
-    return store
+    yield store
+    store.close()
 
 
 async def test_a_request_round_trips_exactly(store: Store) -> None:
@@ -33,9 +36,10 @@ async def test_a_request_round_trips_exactly(store: Store) -> None:
     assert await store.get("missing") is None
 
 
-async def test_sqlite_runs_in_wal_mode(store: Store, tmp_path: Path) -> None:
+@pytest.mark.skipif(POSTGRESQL, reason="WAL is SQLite's journal mode; PostgreSQL has no such setting")
+async def test_sqlite_runs_in_wal_mode(store: Store, database_url: str) -> None:
     await store.insert(make_request(1))
-    connection = sqlite3.connect(tmp_path / "db" / "approval.db")
+    connection = sqlite3.connect(sa.make_url(database_url).database or "")
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
 
@@ -62,10 +66,9 @@ async def test_resolve_applies_once_and_records_every_answer(store: Store) -> No
     assert await store.resolve("missing", Answer(Status.DENIED, "x", "api"), now) == (False, None)
 
 
-async def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+async def test_concurrent_writers_lose_nothing(database_url: str) -> None:
     """Several store instances (as several processes would) insert and race to resolve the same rows."""
-    url = f"sqlite:///{tmp_path / 'approval.db'}"
-    stores = [Store(url) for _ in range(4)]
+    stores = [Store(database_url) for _ in range(4)]
     stores[0].migrate()
     requests = [make_request(n) for n in range(200)]
     await asyncio.gather(*(stores[n % 4].insert(r) for n, r in enumerate(requests)))
@@ -84,20 +87,22 @@ async def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     for request in requests[:20]:
         answers = await stores[1].answers_for(request.id)
         assert sorted(a["outcome"] for a in answers) == ["applied", "too_late", "too_late", "too_late"]
+    for store in stores:
+        store.close()
 
 
-def test_concurrent_threads_with_their_own_loops(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'approval.db'}"
-    Store(url).migrate()
+def test_concurrent_threads_with_their_own_loops(store: Store, database_url: str) -> None:
     errors: list[BaseException] = []
 
     def writer(offset: int) -> None:
+        writing = Store(database_url)
         try:
-            store = Store(url)
             for n in range(offset, offset + 50):
-                asyncio.run(store.insert(make_request(n)))
+                asyncio.run(writing.insert(make_request(n)))
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            writing.close()
 
     threads = [threading.Thread(target=writer, args=(k * 1000,)) for k in range(4)]
     for thread in threads:
@@ -105,7 +110,7 @@ def test_concurrent_threads_with_their_own_loops(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert len(asyncio.run(Store(url).recent(limit=1000))) == 200
+    assert len(asyncio.run(store.recent(limit=1000))) == 200
 
 
 async def test_abandon_pending_closes_only_pending_rows(store: Store) -> None:
@@ -120,3 +125,22 @@ async def test_abandon_pending_closes_only_pending_rows(store: Store) -> None:
     closed = await store.get(closed_request.id)
     assert closed is not None
     assert closed.status is Status.DENIED
+
+
+async def test_failures_reported_at_once_see_each_other(store: Store, database_url: str) -> None:
+    """Two messages of one request fail at the same moment: at least one report must find both failed."""
+    other = Store(database_url)
+    try:
+        for n in range(30):
+            request = make_request(n)
+            await store.insert(request)
+            now = datetime.now(UTC)
+            await store.record_outbound(f"SMa{n}", request.id, "whatsapp", "+14155550100", "sent", now)
+            await store.record_outbound(f"SMb{n}", request.id, "whatsapp", "+14155550101", "sent", now)
+            reports = await asyncio.gather(
+                store.report_delivery(f"SMa{n}", "failed", "63015", now),
+                other.report_delivery(f"SMb{n}", "failed", "63015", now),
+            )
+            assert any(all(m.status == "failed" for m in messages) for messages in reports), reports
+    finally:
+        other.close()

@@ -25,6 +25,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+db_app = typer.Typer(help="The database's schema: see where it stands, migrate it.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
 EnvFile = Annotated[Path, typer.Option("--env-file", help="The .env file to read settings from.")]
 ENV_DEFAULT = Path(".env")
 
@@ -298,6 +301,35 @@ def doctor(env_file: EnvFile = ENV_DEFAULT) -> None:
 
     problems = run_checks(env_file, typer.echo)
     raise typer.Exit(1 if problems else 0)
+
+
+@db_app.command("upgrade")
+def db_upgrade(env_file: EnvFile = ENV_DEFAULT) -> None:
+    """Migrate the database (DATABASE_URL) to the newest schema; harmless when it is there already."""
+    from approval_server.store import Store
+
+    store = Store(_settings(env_file).store_url)
+    try:
+        before = store.revision()
+        store.migrate()
+        after = store.revision()
+    finally:
+        store.close()
+    done = "already" if before == after else f"migrated from {before.current or 'an empty database'} and now"
+    typer.echo(f"Database {store.describe()}: {done} {after.describe()}.")
+
+
+@db_app.command("current")
+def db_current(env_file: EnvFile = ENV_DEFAULT) -> None:
+    """Print the database's schema revision and whether it is the newest."""
+    from approval_server.store import Store
+
+    store = Store(_settings(env_file).store_url)
+    try:
+        revision = store.revision()
+    finally:
+        store.close()
+    typer.echo(f"Database {store.describe()}: {revision.describe()}.")
 
 
 @app.command()

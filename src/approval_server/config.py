@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import phonenumbers
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+import sqlalchemy as sa
+from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from approval_server.errors import ConfigError
@@ -29,6 +30,26 @@ def _e164(number: str) -> str:
             f"{number.strip()!r} is not a valid phone number (use the international form, e.g. +14155550123)"
         )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _store_url(text: str) -> str:
+    """`postgres://…` or `postgresql://…` → psycopg 3's `postgresql+psycopg://…`; `sqlite:///…` as is; anything else
+    is a `ValueError` that shows the URL without its password."""
+    try:
+        url = sa.make_url(text.strip())
+    except sa.exc.ArgumentError:
+        raise ValueError(
+            "not a database URL: use postgresql://user:password@host:port/database or sqlite:////path/to/approval.db"
+        ) from None
+    if url.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
+        if not url.database:
+            raise ValueError(f"{url.render_as_string()!r} names no database (…/database at the end)")
+        url = url.set(drivername="postgresql+psycopg")
+    elif url.drivername != "sqlite":
+        raise ValueError(
+            f"{url.drivername}:// is not supported (got {url.render_as_string()!r}): use postgresql:// or sqlite://"
+        )
+    return url.render_as_string(hide_password=False)
 
 
 def _default_data_dir() -> Path:
@@ -58,7 +79,10 @@ class Settings(BaseSettings):
     public_url: HttpUrl | None = None
     approval_timeout_seconds: float = Field(default=300.0, gt=0, le=86400)
     approval_data_dir: Path = Field(default_factory=_default_data_dir)
-    approval_database_url: str | None = None
+    # DATABASE_URL, or its older name APPROVAL_DATABASE_URL; unset: SQLite in the data directory.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("database_url", "approval_database_url")
+    )
     approval_api_token: SecretStr | None = Field(default=None, min_length=16)
     approval_mcp_token: SecretStr | None = Field(default=None, min_length=16)
     approval_dashboard_token: SecretStr | None = Field(default=None, min_length=16)
@@ -73,7 +97,7 @@ class Settings(BaseSettings):
     twilio_api_base_url: HttpUrl | None = None
     approval_phone: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("twilio_account_sid", "twilio_content_sid", "twilio_whatsapp_from", mode="before")
+    @field_validator("database_url", "twilio_account_sid", "twilio_content_sid", "twilio_whatsapp_from", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -82,6 +106,11 @@ class Settings(BaseSettings):
     @classmethod
     def _whatsapp_address(cls, value: str | None) -> str | None:
         return None if value is None else "whatsapp:" + _e164(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        return None if value is None else _store_url(value)
 
     @field_validator("approval_phone", mode="before")
     @classmethod
@@ -131,10 +160,9 @@ class Settings(BaseSettings):
         return default if default.is_file() else None
 
     @property
-    def database_url(self) -> str:
-        if self.approval_database_url:
-            return self.approval_database_url
-        return f"sqlite:///{self.approval_data_dir / 'approval.db'}"
+    def store_url(self) -> str:
+        """The SQLAlchemy URL of the store: DATABASE_URL, or SQLite in the data directory."""
+        return self.database_url or f"sqlite:///{self.approval_data_dir / 'approval.db'}"
 
     @property
     def local_url(self) -> str:
@@ -166,7 +194,8 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: Any) -> Set
         lines = []
         for error in exc.errors():
             name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
-            secret = "TOKEN" in name or not error["loc"]
+            # Tokens are secret; a database URL may hold a password (its own message shows it without).
+            secret = "TOKEN" in name or "DATABASE_URL" in name or not error["loc"]
             shown = "" if secret else f" (got {error.get('input')!r})"
             lines.append(f"  {name}: {error['msg']}{shown}")
         source = f"{env_file} or the environment" if env_file else "the environment"

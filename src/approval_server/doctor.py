@@ -64,13 +64,19 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
     except ConfigError as exc:
         problem(str(exc))
 
+    store = Store(settings.store_url)
     try:
-        store = Store(settings.database_url)
-        store.migrate()
-        store.close()
-        ok(f"database ready: {store.describe()}")
+        if store.migrates_itself:
+            store.migrate()
+        revision = store.revision()
+        if revision.is_newest:
+            ok(f"database {store.describe()} is {revision.describe()}")
+        else:
+            problem(f"database {store.describe()} is {revision.describe()}")
     except ApprovalServerError as exc:
         problem(f"database: {exc}")
+    finally:
+        store.close()
 
     base = settings.local_url
     try:

@@ -76,8 +76,8 @@ def serve(settings: Settings) -> None:
     rules = load_rules(policy_path) if policy_path else RuleSet.default()
     configure_logging(settings.approval_log_level)
     tokens, created = load_tokens(settings)
-    store = Store(settings.database_url)
-    store.migrate()
+    store = Store(settings.store_url)
+    store.prepare()
     auth = WebAuth(tokens.dashboard)
     channels: list[Channel] = [LogChannel()]
     whatsapp = WhatsAppChannel(whatsapp_settings, store, auth) if whatsapp_settings else None

@@ -1,6 +1,6 @@
 """The audit trail: a small set of named operations on the database, run off the event loop.
 
-SQLite (WAL) by default; the schema and every statement are portable to PostgreSQL. A request leaves
+SQLite (WAL) by default, or PostgreSQL; the schema and every statement are portable. A request leaves
 `pending` exactly once: `resolve` updates the row `WHERE status = 'pending'` and checks that one row
 changed, so two answers racing, in one process or in several, can never both win.
 """
@@ -18,10 +18,13 @@ import anyio.to_thread
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from approval_server.errors import StoreError
+from approval_server.errors import ConfigError, StoreError
 from approval_server.grants import Grant
 from approval_server.models import Answer, ApprovalRequest, Status
 from approval_server.tables import answers, grants, outbound_messages, requests, seen_webhooks
@@ -32,6 +35,7 @@ T = TypeVar("T")
 
 APPLIED = "applied"
 TOO_LATE = "too_late"
+UPGRADE_COMMAND = "approval-server db upgrade"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -41,6 +45,35 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+@dataclass(frozen=True)
+class Revision:
+    """Where a database's schema stands: its migration (None when it has none), the newest this version knows, and
+    whether this version knows the database's migration at all (it does not when a newer version migrated it)."""
+
+    current: str | None
+    newest: str
+    known: bool = True
+
+    @property
+    def is_newest(self) -> bool:
+        return self.current == self.newest
+
+    def describe(self) -> str:
+        if self.is_newest:
+            return f"at revision {self.current}, the newest"
+        if self.current is None:
+            return f"not migrated (no schema): run  {UPGRADE_COMMAND}"
+        if not self.known:
+            return f"at revision {self.current}, which this version does not know: upgrade approval-server"
+        return f"at revision {self.current}, not the newest ({self.newest}): run  {UPGRADE_COMMAND}"
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "approval_server:migrations")
+    return config
 
 
 @dataclass(frozen=True)
@@ -88,16 +121,49 @@ class Store:
         if url_obj.get_backend_name() == "sqlite":
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration (blocking; called once at start-up)."""
-        config = Config()
-        config.set_main_option("script_location", "approval_server:migrations")
+    @property
+    def migrates_itself(self) -> bool:
+        """SQLite is migrated at start-up. A PostgreSQL database may be shared by several servers, so it is migrated
+        on purpose (`approval-server db upgrade`), never by a server starting."""
+        return self._engine.dialect.name == "sqlite"
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to the newest migration, or to `revision` (blocking)."""
+        config = _alembic_config()
         try:
             with self._engine.begin() as connection:
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                command.upgrade(config, revision)
+        except CommandError as exc:  # e.g. a revision this version does not know: the database is newer
+            raise StoreError(f"could not migrate the database {self.describe()}: {exc}") from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"could not prepare the database: {exc.__class__.__name__}: {exc}") from exc
+
+    def revision(self) -> Revision:
+        """The database's migration and the newest one (blocking)."""
+        script = ScriptDirectory.from_config(_alembic_config())
+        newest = script.get_current_head()
+        assert newest is not None  # the package ships its migrations
+        try:
+            with self._engine.connect() as connection:
+                current = MigrationContext.configure(connection).get_current_revision()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not read the database: {exc.__class__.__name__}: {exc}") from exc
+        known = current is None or current in {migration.revision for migration in script.walk_revisions()}
+        return Revision(current, newest, known)
+
+    def prepare(self) -> None:
+        """Make the store ready to serve (blocking; called once at start-up): SQLite is migrated; any other database
+        must be migrated already, or this raises `ConfigError` naming the command to run."""
+        if self.migrates_itself:
+            self.migrate()
+            return
+        revision = self.revision()
+        if not revision.is_newest:
+            raise ConfigError(
+                f"The database {self.describe()} is {revision.describe()}, then start the server again. "
+                "(A server never migrates a PostgreSQL database itself: others may be using it.)"
+            )
 
     def describe(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
@@ -353,12 +419,16 @@ class Store:
         """Record a delivery report; returns every message sent for the same request, as they now stand."""
 
         def work(c: Connection) -> list[OutboundMessage]:
+            request_id = sa.select(outbound_messages.c.request_id).where(outbound_messages.c.sid == sid)
+            # One request's reports are applied one at a time (its row locked), so that two failures reported at
+            # once each see the other; PostgreSQL would otherwise let both read the other's message as not failed.
+            # (SQLite runs one writer at a time anyway.)
+            c.execute(sa.select(requests.c.id).where(requests.c.id.in_(request_id)).with_for_update(key_share=True))
             c.execute(
                 outbound_messages.update()
                 .where(outbound_messages.c.sid == sid)
                 .values(status=status, error_code=error_code, updated_at=at)
             )
-            request_id = sa.select(outbound_messages.c.request_id).where(outbound_messages.c.sid == sid)
             rows = c.execute(outbound_messages.select().where(outbound_messages.c.request_id.in_(request_id)))
             return [OutboundMessage(row.sid, row.request_id, row.recipient, row.status) for row in rows]
 

@@ -127,8 +127,10 @@ async def test_expiry_denies_with_the_servers_own_message(
     assert [row["tool_use_id"] for row in rows] == ["toolu_x"]
 
 
-async def test_with_the_server_stopped_nothing_runs(fake_anthropic: MakeFake, tmp_path: Path, work_dir: Path) -> None:
-    stopped = ServerProcess(data_dir=tmp_path / "data")  # never started: its port is closed
+async def test_with_the_server_stopped_nothing_runs(
+    fake_anthropic: MakeFake, tmp_path: Path, work_dir: Path, database_url: str
+) -> None:
+    stopped = ServerProcess(data_dir=tmp_path / "data", database_url=database_url)  # never started: port closed
     marker = tmp_path / "unguarded"
     fake = fake_anthropic([[bash(f"echo unguarded > {marker}", "toolu_s")]])
     result = await start_claude(fake, stopped, tmp_path, work_dir)
