@@ -20,6 +20,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 
 API_TOKEN = "test-api-token-0123456789abcdef"
 MCP_TOKEN = "test-mcp-token-0123456789abcdef"
+SHARED_DASHBOARD_TOKEN = "test-shared-dashboard-token-0123456789"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -57,6 +58,8 @@ class ServerProcess:
         }
         if self.database_url is not None:
             env["DATABASE_URL"] = self.database_url
+            if self.database_url.startswith("postgres"):  # replicas share their secrets through the settings
+                env["APPROVAL_DASHBOARD_TOKEN"] = SHARED_DASHBOARD_TOKEN
         env.update(self.env)
         return env
 
@@ -120,3 +123,15 @@ async def wait_for_pending(
                 return dict(row)
         await asyncio.sleep(0.02)
     raise AssertionError(f"no pending request matching {match} within {within} s")
+
+
+async def wait_for_status(api: httpx.AsyncClient, request_id: str, status: str, within: float = 15) -> dict[str, Any]:
+    """The request once it has `status` (polled: for changes no event announces to a test, such as a lease expiry)."""
+    deadline = time.monotonic() + within
+    while True:
+        row: dict[str, Any] = (await api.get(f"/api/requests/{request_id}")).json()
+        if row["status"] == status:
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"request {request_id} is {row['status']}, not {status}, after {within} s")
+        await asyncio.sleep(0.1)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.databases import POSTGRESQL
 from tests.fake_twilio import FakeTwilio
-from tests.support import API_TOKEN, MCP_TOKEN, REPO, ServerProcess, wait_for_pending
+from tests.support import API_TOKEN, MCP_TOKEN, REPO, SHARED_DASHBOARD_TOKEN, ServerProcess, wait_for_pending
 
 TOOL = "permissions__approve"
 
@@ -38,6 +39,7 @@ def server_env(server: ServerProcess) -> dict[str, str]:
         "APPROVAL_MCP_TOKEN": MCP_TOKEN,
         "APPROVAL_DATA_DIR": str(server.data_dir),
         "DATABASE_URL": server.database_url or "",
+        **{k: v for k, v in server.environment().items() if k == "APPROVAL_DASHBOARD_TOKEN"},
     }
 
 
@@ -85,8 +87,11 @@ def test_mcp_config_prints_a_working_claude_code_config(tmp_path: Path) -> None:
 async def test_dashboard_prints_a_login_url_that_signs_in(server: ServerProcess, tmp_path: Path) -> None:
     result = cli("dashboard", cwd=tmp_path, env=server_env(server))
     assert result.returncode == 0, result.stderr
-    token = (server.data_dir / "dashboard-token").read_text().strip()
-    assert (server.data_dir / "dashboard-token").stat().st_mode & 0o777 == 0o600
+    if POSTGRESQL:  # the token comes from the settings, as replicas need
+        token = SHARED_DASHBOARD_TOKEN
+    else:
+        token = (server.data_dir / "dashboard-token").read_text().strip()
+        assert (server.data_dir / "dashboard-token").stat().st_mode & 0o777 == 0o600
     assert result.stdout.strip() == f"{server.url}/login?token={token}"
     async with httpx.AsyncClient() as client:
         response = await client.get(result.stdout.strip())

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from tests.support import ServerProcess, wait_for_pending
+from tests.support import ServerProcess, wait_for_pending, wait_for_status
 
 TOOL = "permissions__approve"
 
 
 async def test_sigkill_during_a_wait_leaves_an_abandoned_row(tmp_path: Path, database_url: str) -> None:
-    server = ServerProcess(data_dir=tmp_path / "data", database_url=database_url)
+    lease = {"APPROVAL_LEASE_SECONDS": "1"}  # PostgreSQL: another server takes a dead one's requests over after it
+    server = ServerProcess(data_dir=tmp_path / "data", database_url=database_url, env=lease)
     server.start()
     try:
         async with server.api() as api:
@@ -42,10 +43,12 @@ async def test_sigkill_during_a_wait_leaves_an_abandoned_row(tmp_path: Path, dat
     finally:
         server.stop()
 
-    restarted = ServerProcess(data_dir=tmp_path / "data", database_url=database_url, port=server.port)
+    restarted = ServerProcess(data_dir=tmp_path / "data", database_url=database_url, port=server.port, env=lease)
     restarted.start()
     try:
         async with restarted.api() as api:
+            # At once on SQLite; on PostgreSQL once the dead server's lease ran out.
+            await wait_for_status(api, second["id"], "abandoned")
             rows = {row["id"]: row for row in (await api.get("/api/requests")).json()["requests"]}
             first_row = (await api.get(f"/api/requests/{first['id']}")).json()
     finally:

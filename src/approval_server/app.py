@@ -21,6 +21,7 @@ from approval_server.broker import Broker
 from approval_server.dashboard import Dashboard, SecurityHeaders
 from approval_server.errors import HTTPError
 from approval_server.mcp_tool import build_mcp
+from approval_server.replicas import Replication
 from approval_server.security import RequireBearer, Tokens
 from approval_server.twilio_webhook import PATH as TWILIO_WEBHOOK_PATH
 from approval_server.twilio_webhook import TwilioWebhook
@@ -51,7 +52,9 @@ def create_app(
     allowed_hosts: list[str],
     dashboard: Dashboard,
     twilio_webhook: TwilioWebhook | None = None,
+    lease_seconds: float | None = None,
 ) -> Starlette:
+    """`lease_seconds`: on a shared database, this server is one replica among others (see `replicas`)."""
     mcp = build_mcp(broker)
     mcp_auth = [Middleware(RequireBearer, token=tokens.mcp, realm="MCP")]
     mcp_http = mcp.http_app(path="/mcp", middleware=mcp_auth)
@@ -60,9 +63,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await broker.abandon_pending()
+        replication = Replication(broker, lease_seconds) if lease_seconds else None
+        if replication is not None:
+            await replication.start()
         try:
             yield
         finally:
+            if replication is not None:
+                await replication.stop()
             await broker.aclose()
             broker.store.close()
 

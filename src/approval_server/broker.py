@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from approval_server.errors import GrantEnded, NotFound, RequestClosed
 from approval_server.events import Event, EventHub
 from approval_server.grants import Grant, pattern_for, scopes_for
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
+from approval_server.notices import Notice
 from approval_server.policy import Policy
 from approval_server.render import render_text
 from approval_server.store import Store
@@ -125,6 +127,9 @@ class Broker:
 
         When that leaves no channel able to reach anyone, the request is denied at once instead of expiring.
         """
+        if request_id not in self._waiters:  # its caller waits on another replica, if anywhere
+            await self.store.announce("unreachable", request_id, json.dumps({"channel": channel, "why": why}))
+            return
         reach = self._reach.setdefault(request_id, {})
         reach[channel] = why
         if request_id in self._waiters and all(reason is not None for reason in reach.values()):
@@ -179,8 +184,39 @@ class Broker:
         logger.info("grant %s (%s) revoked by %s", grant.id, grant.rule, actor)
         return grant
 
+    # -- other replicas (see `replicas`) ---------------------------------------------------------------------------
+
+    async def on_notice(self, notice: Notice) -> None:
+        """Something another replica did: a request it recorded or closed, or a channel it learned cannot reach
+        anyone for a request that waits here."""
+        if notice.kind == "unreachable":
+            detail = json.loads(notice.detail or "{}")
+            if notice.request_id in self._waiters:
+                await self.channel_unreachable(notice.request_id, str(detail.get("channel")), str(detail.get("why")))
+        elif notice.kind == "created":
+            row = await self.store.get(notice.request_id)
+            if row is not None:
+                self.events.publish(Event("request.created", row))
+        else:
+            await self.closed_elsewhere(notice.request_id)
+
+    async def closed_elsewhere(self, request_id: str) -> None:
+        """A request was closed by another replica (or by taking over a dead one's): wake its caller if it waits
+        here, and tell this replica's subscribers and channels."""
+        row = await self.store.get(request_id)
+        if row is not None and row.status is not Status.PENDING:
+            self._after_close(row)
+
+    async def resync(self) -> None:
+        """Look again at every request waiting here: one closed while no notice could arrive wakes its caller."""
+        for request_id in list(self._waiters):
+            await self.closed_elsewhere(request_id)
+
     async def abandon_pending(self) -> list[str]:
-        """At start-up: requests still pending belong to a process that died; their caller is gone."""
+        """At start-up on a database of its own: requests still pending belong to a process that died; their caller
+        is gone. (On a shared database, the leases of `replicas` decide that instead.)"""
+        if self.store.shared:
+            return []
         ids = await self.store.abandon_pending(_now(), SERVER_ACTOR)
         if ids:
             logger.warning("marked %d request(s) left pending by a previous run as abandoned", len(ids))

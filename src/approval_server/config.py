@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("database_url", "approval_database_url")
     )
+    approval_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     approval_api_token: SecretStr | None = Field(default=None, min_length=16)
     approval_mcp_token: SecretStr | None = Field(default=None, min_length=16)
     approval_dashboard_token: SecretStr | None = Field(default=None, min_length=16)
@@ -158,6 +159,26 @@ class Settings(BaseSettings):
             return self.policy_file
         default = Path(DEFAULT_POLICY_FILE)
         return default if default.is_file() else None
+
+    @property
+    def shares_database(self) -> bool:
+        """PostgreSQL: other servers (replicas) may use the same database."""
+        return self.store_url.startswith("postgresql")
+
+    def require_shared_secrets(self) -> None:
+        """Replicas must check tokens, sessions and links alike, so on a shared database the tokens come from the
+        settings, never from a file one machine generated. Raises `ConfigError` naming what is missing."""
+        tokens = {
+            "APPROVAL_API_TOKEN": self.approval_api_token,
+            "APPROVAL_MCP_TOKEN": self.approval_mcp_token,
+            "APPROVAL_DASHBOARD_TOKEN": self.approval_dashboard_token,
+        }
+        missing = [name for name, value in tokens.items() if value is None]
+        if self.shares_database and missing:
+            raise ConfigError(
+                f"With DATABASE_URL on PostgreSQL every replica must share the same secrets: set {', '.join(missing)} "
+                "(16+ characters each, e.g. from `openssl rand -hex 24`) in .env or the environment of every replica."
+            )
 
     @property
     def store_url(self) -> str:

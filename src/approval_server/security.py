@@ -43,6 +43,7 @@ def _token(configured: SecretStr | None, path: Path, created: list[Path]) -> str
 
 def load_tokens(settings: Settings) -> tuple[Tokens, list[Path]]:
     """The API, MCP and dashboard tokens, and the token files this call created (their tokens are new)."""
+    settings.require_shared_secrets()
     created: list[Path] = []
     try:
         settings.approval_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -22,6 +22,7 @@ from approval_server.dashboard import Dashboard
 from approval_server.decision import describe_duration
 from approval_server.events import EventHub
 from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
+from approval_server.models import new_request_id
 from approval_server.policy import RulesPolicy
 from approval_server.rules import RuleSet, load_rules
 from approval_server.security import load_tokens
@@ -76,7 +77,7 @@ def serve(settings: Settings) -> None:
     rules = load_rules(policy_path) if policy_path else RuleSet.default()
     configure_logging(settings.approval_log_level)
     tokens, created = load_tokens(settings)
-    store = Store(settings.store_url)
+    store = Store(settings.store_url, replica=new_request_id() if settings.shares_database else None)
     store.prepare()
     auth = WebAuth(tokens.dashboard)
     channels: list[Channel] = [LogChannel()]
@@ -92,7 +93,8 @@ def serve(settings: Settings) -> None:
     )
     webhook = TwilioWebhook(broker, whatsapp, whatsapp_settings) if whatsapp and whatsapp_settings else None
     dashboard = Dashboard(broker, auth, whatsapp_settings.approvers if whatsapp_settings else ())
-    app = create_app(broker, tokens, settings.allowed_hosts, dashboard, webhook)
+    lease = settings.approval_lease_seconds if store.shared else None
+    app = create_app(broker, tokens, settings.allowed_hosts, dashboard, webhook, lease_seconds=lease)
 
     url = settings.local_url
     lines = [
@@ -103,7 +105,8 @@ def serve(settings: Settings) -> None:
         f"  Claude Code tool:      mcp__{SERVER_NAME}__{TOOL_NAME}",
         f"  Requests expire after: {describe_duration(settings.approval_timeout_seconds)} (then denied)",
         f"  Policy:                {policy_status(policy_path)}",
-        f"  Database:              {store.describe()}",
+        f"  Database:              {store.describe()}"
+        + (f"  (replica {store.replica}, lease {settings.approval_lease_seconds:g} s)" if store.shared else ""),
         f"  WhatsApp:              {whatsapp_status(whatsapp_settings)}",
     ]
     for path in created:

@@ -27,7 +27,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from approval_server.errors import ConfigError, StoreError
 from approval_server.grants import Grant
 from approval_server.models import Answer, ApprovalRequest, Status
-from approval_server.tables import answers, grants, outbound_messages, requests, seen_webhooks
+from approval_server.notices import NOTICE_CHANNEL, Notice
+from approval_server.tables import answers, grants, outbound_messages, replicas, requests, seen_webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,11 @@ def _row_to_grant(row: sa.Row[Any]) -> Grant:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    """`replica` names this server among those sharing a PostgreSQL database: its requests carry it, and what it
+    changes is announced to the others (`NOTIFY`, delivered when the transaction commits, so never before)."""
+
+    def __init__(self, url: str, replica: str | None = None) -> None:
+        self.replica = replica
         url_obj = sa.make_url(url)
         if url_obj.get_backend_name() == "sqlite" and url_obj.database not in (None, "", ":memory:"):
             Path(url_obj.database).parent.mkdir(parents=True, exist_ok=True)
@@ -165,8 +170,28 @@ class Store:
                 "(A server never migrates a PostgreSQL database itself: others may be using it.)"
             )
 
+    @property
+    def shared(self) -> bool:
+        """Whether other servers may use this database at the same time (PostgreSQL)."""
+        return self._engine.dialect.name == "postgresql"
+
+    @property
+    def libpq_url(self) -> str:
+        """The database's URL as libpq (psycopg) reads it, for the connection that listens to announcements."""
+        return self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     def describe(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
+
+    def _announce(self, c: Connection, kind: str, request_id: str, detail: str | None = None) -> None:
+        if self.shared:
+            notice = Notice(kind, request_id, self.replica or "", detail)
+            c.execute(sa.select(sa.func.pg_notify(NOTICE_CHANNEL, notice.to_payload())))
+
+    async def announce(self, kind: str, request_id: str, detail: str | None = None) -> None:
+        """Tell the other replicas something about a request (nothing to do with one server)."""
+        if self.shared:
+            await self._run(lambda c: self._announce(c, kind, request_id, detail))
 
     def close(self) -> None:
         self._engine.dispose()
@@ -187,8 +212,14 @@ class Store:
             "created_at": request.created_at,
             "expires_at": request.expires_at,
             "decided_at": request.decided_at,
+            "replica": self.replica,
         }
-        await self._run(lambda c: c.execute(requests.insert().values(values)))
+
+        def work(c: Connection) -> None:
+            c.execute(requests.insert().values(values))
+            self._announce(c, "created", request.id)
+
+        await self._run(work)
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         def work(c: Connection) -> ApprovalRequest | None:
@@ -316,6 +347,8 @@ class Store:
                 )
             )
             request = _row_to_request(row)
+            if changed == 1:
+                self._announce(c, "closed", request_id)
             if changed == 1 and remembered and answer.remember:
                 grant = Grant.for_request(request, answer.remember, answer.actor, answer.channel, at)
                 if grant is not None:
@@ -345,6 +378,60 @@ class Store:
             ]
 
         return await self._run(work)
+
+    # -- replicas: each renews a lease; the requests of one that stops are closed by another -----------------------
+
+    async def register_replica(self, host: str, at: datetime) -> None:
+        assert self.replica is not None
+        values = {"id": self.replica, "host": host, "started_at": at, "heartbeat_at": at}
+        await self._run(lambda c: c.execute(replicas.insert().values(values)))
+
+    async def renew_lease(self, host: str, at: datetime) -> bool:
+        """Renew this replica's lease; False when another replica had taken it as dead (its lease is then new)."""
+
+        def work(c: Connection) -> bool:
+            table = replicas
+            if c.execute(table.update().where(table.c.id == self.replica).values(heartbeat_at=at)).rowcount == 1:
+                return True
+            c.execute(table.insert().values(id=self.replica, host=host, started_at=at, heartbeat_at=at))
+            return False
+
+        return await self._run(work)
+
+    async def take_over(self, stale_before: datetime, at: datetime, actor: str) -> list[str]:
+        """Close as abandoned every pending request whose replica has no lease renewed since `stale_before`, and
+        forget those replicas; returns the ids closed. Several replicas may do this at once: each row closes once."""
+
+        def work(c: Connection) -> list[str]:
+            live = sa.select(replicas.c.id).where(replicas.c.heartbeat_at >= stale_before)
+            closed = [
+                row.id
+                for row in c.execute(
+                    requests.update()
+                    .where(
+                        requests.c.status == Status.PENDING.value,
+                        sa.or_(requests.c.replica.is_(None), requests.c.replica.not_in(live)),
+                    )
+                    .values(
+                        status=Status.ABANDONED.value,
+                        decided_at=at,
+                        decided_by=actor,
+                        decided_via="takeover",
+                        reason="the server the agent waited on stopped renewing its lease (it died or lost the "
+                        "database)",
+                    )
+                    .returning(requests.c.id)
+                )
+            ]
+            c.execute(replicas.delete().where(replicas.c.heartbeat_at < stale_before))
+            for request_id in closed:
+                self._announce(c, "closed", request_id)
+            return closed
+
+        return await self._run(work)
+
+    async def retire_replica(self) -> None:
+        await self._run(lambda c: c.execute(replicas.delete().where(replicas.c.id == self.replica)))
 
     async def matching_grant(self, scopes: list[str], tool_name: str, key: str, at: datetime) -> Grant | None:
         """The oldest grant still in force that allows `tool_name` with `key` in one of `scopes`."""

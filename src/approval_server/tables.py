@@ -49,6 +49,7 @@ requests = sa.Table(
     sa.Column("decided_via", sa.Text, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("remembered", sa.String(16), nullable=True),
+    sa.Column("replica", sa.String(16), nullable=True),  # the server whose caller waits (see `replicas`)
     # The history pages: newest first, in all or within one status or one tool. Each index ends with the id, the
     # tie-breaker of that order, so a page (however deep) is read in index order and never sorted.
     sa.Index("ix_requests_created_at_id", "created_at", "id"),
@@ -118,4 +119,15 @@ grants = sa.Table(
     sa.Column("revoked_by", sa.Text, nullable=True),
     sa.Index("ix_grants_scope_tool_name", "scope", "tool_name"),
     sa.Index("ix_grants_expires_at", "expires_at"),
+)
+
+# The servers sharing this database, each with a lease it renews: a replica that stops renewing is dead, and the
+# requests it held are closed by another.
+replicas = sa.Table(
+    "replicas",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
 )
