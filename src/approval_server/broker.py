@@ -193,11 +193,11 @@ class Broker:
             detail = json.loads(notice.detail or "{}")
             if notice.request_id in self._waiters:
                 await self.channel_unreachable(notice.request_id, str(detail.get("channel")), str(detail.get("why")))
-        elif notice.kind == "created":
+        elif notice.kind == "created" and self.events.heard:
             row = await self.store.get(notice.request_id)
             if row is not None:
                 self.events.publish(Event("request.created", row))
-        else:
+        elif notice.kind == "closed" and (notice.request_id in self._waiters or self.events.heard):
             await self.closed_elsewhere(notice.request_id)
 
     async def closed_elsewhere(self, request_id: str) -> None:

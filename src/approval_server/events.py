@@ -26,6 +26,11 @@ class EventHub:
         self._queue_size = queue_size
         self._subscribers: set[asyncio.Queue[Event | None]] = set()
 
+    @property
+    def heard(self) -> bool:
+        """Whether anyone is subscribed: an event nobody hears need not be made."""
+        return bool(self._subscribers)
+
     def publish(self, event: Event) -> None:
         for queue in list(self._subscribers):
             try:

@@ -77,13 +77,19 @@ class Replication:
                     async for message in connection.notifies():
                         notice = Notice.from_payload(message.payload)
                         if notice is not None and notice.origin != self._store.replica:
-                            await self._broker.on_notice(notice)
+                            await self._act_on(notice)
             except (psycopg.Error, OSError, StoreError) as exc:
                 self.listening.clear()
                 delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
                 failures += 1
                 logger.warning("lost the connection that hears the other replicas (%s); again in %gs", exc, delay)
                 await asyncio.sleep(delay)
+
+    async def _act_on(self, notice: Notice) -> None:
+        try:
+            await self._broker.on_notice(notice)
+        except Exception:  # one notice that cannot be acted on must not deafen the replica to the next ones
+            logger.exception("could not act on %s", notice)
 
     async def _keep_lease(self) -> None:
         period = self._lease.total_seconds() / 3
