@@ -84,10 +84,10 @@
 
   function follow() {
     const source = new EventSource("/events");
-    let dropped = false;
     source.addEventListener("ready", () => {
       setLive("live", "Live: new requests and decisions appear here as they happen.");
-      if (dropped) resync();
+      // What was created or decided between the page's rendering (or the drop) and this subscription.
+      resync();
     });
     source.addEventListener("created", (event) => {
       const data = JSON.parse(event.data);
@@ -111,7 +111,6 @@
       }
     });
     source.onerror = () => {
-      dropped = true;
       setLive("offline", "Reconnecting… (decisions still work; reload if this stays)");
     };
   }
