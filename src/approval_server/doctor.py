@@ -43,16 +43,18 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
     expiry = settings.approval_timeout_seconds
     ok(f"settings are valid (port {settings.server_port}, requests expire after {expiry:g} s)")
 
+    mcp_token: str | None = None
     try:
         tokens, created = load_tokens(settings)
-    except ConfigError as exc:
+    except ConfigError as exc:  # the other checks still run
         problem(str(exc))
-        return problems
-    for name in ("api-token", "mcp-token", "dashboard-token"):
-        path = settings.approval_data_dir / name
-        if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o077:
-            problem(f"{path} can be read by other users: run  chmod 600 {path}")
-    ok(f"tokens ready in {settings.approval_data_dir}" + (" (created now)" if created else ""))
+    else:
+        mcp_token = tokens.mcp
+        for name in ("api-token", "mcp-token", "dashboard-token"):
+            path = settings.approval_data_dir / name
+            if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o077:
+                problem(f"{path} can be read by other users: run  chmod 600 {path}")
+        ok(f"tokens ready in {settings.approval_data_dir}" + (" (created now)" if created else ""))
 
     try:
         policy_path = settings.policy_path
@@ -82,12 +84,12 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
     try:
         with httpx.Client(timeout=3, trust_env=False) as http:
             health = http.get(f"{base}/healthz")
-            mcp = http.get(f"{base}/mcp", headers={"Authorization": f"Bearer {tokens.mcp}"})
+            mcp = http.get(f"{base}/mcp", headers={"Authorization": f"Bearer {mcp_token}"})
         if health.status_code == 200:
             ok(f"server is running at {base} ({health.json().get('pending', 0)} request(s) waiting)")
-            if mcp.status_code == 401:
+            if mcp_token is not None and mcp.status_code == 401:
                 problem("the server refuses this MCP token: it was started with another APPROVAL_MCP_TOKEN or data dir")
-            else:
+            elif mcp_token is not None:
                 ok("the server accepts the MCP token (approval-server mcp-config prints Claude Code's config)")
         else:
             problem(
