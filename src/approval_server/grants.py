@@ -22,15 +22,19 @@ from approval_server.models import ApprovalRequest, GrantKind, JSONObject, Remem
 
 # Claude Code gives no signal when a session ends; a session grant ends after a long working day at the latest.
 SESSION_LIFETIME = timedelta(hours=24)
-_FILE_TOOLS = {"Read": "file_path", "Edit": "file_path", "MultiEdit": "file_path", "Write": "file_path"}
-_FILE_TOOLS |= {"NotebookEdit": "notebook_path"}
+_FILE_TOOLS = {
+    "Read": "file_path",
+    "Edit": "file_path",
+    "MultiEdit": "file_path",
+    "Write": "file_path",
+    "NotebookEdit": "notebook_path",
+}
 
 
 @dataclass(frozen=True)
 class Pattern:
     """What "the same again" means for one tool call."""
 
-    tool_name: str
     key: str  # equal keys (for one tool) are the same again
     rule: str  # the same, in Claude Code's rule syntax, as people read it
     claude_rule: JSONObject | None  # the rule Claude Code itself is given, where one says exactly this
@@ -40,15 +44,15 @@ class Pattern:
 def pattern_for(tool_name: str, tool_input: JSONObject) -> Pattern:
     if tool_name == "Bash" and isinstance(command := tool_input.get("command"), str):
         claude_rule = {"toolName": "Bash", "ruleContent": command}
-        return Pattern(tool_name, command, f"Bash({command})", claude_rule, "this exact command")
+        return Pattern(command, f"Bash({command})", claude_rule, "this exact command")
     field = _FILE_TOOLS.get(tool_name)
     if field and isinstance(path := tool_input.get(field), str) and path.startswith("/"):
         # An absolute path is written `//path` in Claude Code's rules (`/path` is relative to the settings file).
-        return Pattern(tool_name, path, f"{tool_name}(/{path})", None, f"{tool_name} on this file")
+        return Pattern(path, f"{tool_name}(/{path})", None, f"{tool_name} on this file")
     if tool_name == "WebFetch" and isinstance(url := tool_input.get("url"), str) and (host := urlsplit(url).hostname):
-        return Pattern(tool_name, host, f"WebFetch(domain:{host})", None, f"WebFetch from {host}")
+        return Pattern(host, f"WebFetch(domain:{host})", None, f"WebFetch from {host}")
     exact = json.dumps(tool_input, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return Pattern(tool_name, exact, f"{tool_name} with exactly this input", None, "this exact call")
+    return Pattern(exact, f"{tool_name} with exactly this input", None, "this exact call")
 
 
 def session_scope(agent: str | None, session: str | None, cwd: str | None) -> str | None:
