@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -45,11 +45,11 @@ class FixedPolicy:
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
+async def store(database_url: str) -> AsyncIterator[Store]:
     store = Store(database_url)
     store.migrate()
     yield store
-    store.close()
+    await store.aclose()
 
 
 def make_broker(store: Store, *channels: Channel, timeout: float = 10, policy: object = None) -> Broker:
@@ -183,7 +183,7 @@ async def test_an_internal_error_is_a_deny_that_leaks_nothing(store: Store, data
 
     broken = BrokenStore(database_url)
     decision = await make_broker(broken, MockChannel("one")).submit(CALL)
-    broken.close()
+    await broken.aclose()
     assert decision.behavior == "deny"
     assert decision.message is not None
     assert "internal error" in decision.message

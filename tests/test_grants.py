@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -45,11 +45,11 @@ class CountingChannel(Channel):
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
+async def store(database_url: str) -> AsyncIterator[Store]:
     store = Store(database_url)
     store.migrate()
     yield store
-    store.close()
+    await store.aclose()
 
 
 def broker_for(store: Store, channel: Channel, policy: str = "") -> Broker:

@@ -80,6 +80,21 @@ async def test_a_decision_on_b_wakes_the_call_waiting_on_a_and_c_hears_of_it(rep
     assert heard[0] == ("request.created", "pending")  # C's subscribers heard of A's request too
 
 
+async def test_an_edit_too_long_for_a_notice_reaches_the_call_waiting_on_a_whole(
+    replicas: list[ServerProcess],
+) -> None:
+    """A "closed" notice carries the outcome only when it fits in NOTIFY's 8000 bytes; past that A reads the row."""
+    a, b, _ = replicas
+    edited = {"command": "printf '%s' " + "é" * 6000 + " > notes.txt"}  # over 12,000 bytes in UTF-8
+    async with a.mcp() as mcp, b.api() as api_b:
+        for edit in (edited, {"command": "make deploy --dry-run"}):
+            call = asyncio.create_task(mcp.call_tool_mcp(TOOL, bash("make deploy")))
+            pending = await wait_for_pending(api_b)
+            body = {"decision": "allow", "actor": "bo", "updated_input": edit}
+            assert (await api_b.post(f"/api/requests/{pending['id']}/decision", json=body)).status_code == 200
+            assert answer_of(await asyncio.wait_for(call, 10)) == {"behavior": "allow", "updatedInput": edit}
+
+
 async def test_a_whatsapp_answer_on_c_decides_the_call_waiting_on_a(
     replicas: list[ServerProcess], fake: FakeTwilio
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -22,11 +22,11 @@ def make_request(n: int) -> ApprovalRequest:
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
+async def store(database_url: str) -> AsyncIterator[Store]:
     store = Store(database_url)
     store.migrate()
     yield store
-    store.close()
+    await store.aclose()
 
 
 async def test_a_request_round_trips_exactly(store: Store) -> None:
@@ -88,29 +88,33 @@ async def test_concurrent_writers_lose_nothing(database_url: str) -> None:
         answers = await stores[1].answers_for(request.id)
         assert sorted(a["outcome"] for a in answers) == ["applied", "too_late", "too_late", "too_late"]
     for store in stores:
-        store.close()
+        await store.aclose()
 
 
-def test_concurrent_threads_with_their_own_loops(store: Store, database_url: str) -> None:
+async def test_concurrent_threads_with_their_own_loops(store: Store, database_url: str) -> None:
     errors: list[BaseException] = []
 
-    def writer(offset: int) -> None:
+    async def write(offset: int) -> None:
         writing = Store(database_url)
         try:
             for n in range(offset, offset + 50):
-                asyncio.run(writing.insert(make_request(n)))
+                await writing.insert(make_request(n))
+        finally:
+            await writing.aclose()
+
+    def writer(offset: int) -> None:
+        try:
+            asyncio.run(write(offset))
         except BaseException as exc:
             errors.append(exc)
-        finally:
-            writing.close()
 
     threads = [threading.Thread(target=writer, args=(k * 1000,)) for k in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        await asyncio.to_thread(thread.join)
     assert errors == []
-    assert len(asyncio.run(store.recent(limit=1000))) == 200
+    assert len(await store.recent(limit=1000)) == 200
 
 
 async def test_abandon_pending_closes_only_pending_rows(store: Store) -> None:
@@ -143,4 +147,4 @@ async def test_failures_reported_at_once_see_each_other(store: Store, database_u
             )
             assert any(all(m.status == "failed" for m in messages) for messages in reports), reports
     finally:
-        other.close()
+        await other.aclose()

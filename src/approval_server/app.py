@@ -72,7 +72,7 @@ def create_app(
             if replication is not None:
                 await replication.stop()
             await broker.aclose()
-            broker.store.close()
+            await broker.store.aclose()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),

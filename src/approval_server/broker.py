@@ -23,7 +23,7 @@ from approval_server.errors import GrantEnded, NotFound, RequestClosed
 from approval_server.events import Event, EventHub
 from approval_server.grants import Grant, pattern_for, scopes_for
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
-from approval_server.notices import Notice
+from approval_server.notices import Notice, with_outcome
 from approval_server.policy import Policy
 from approval_server.render import render_text
 from approval_server.store import Store
@@ -52,6 +52,7 @@ class Broker:
         self.events = events
         self.timeout = timeout
         self._waiters: dict[str, asyncio.Future[ApprovalRequest]] = {}
+        self._opened: dict[str, ApprovalRequest] = {}  # the requests waited for here, as they were recorded
         self._reach: dict[str, dict[str, str | None]] = {}  # request id → channel → why it cannot reach anyone
         self._background: set[asyncio.Task[None]] = set()
         self._notified: set[str] = set()  # requests shown on the channels, which withdraw them once closed
@@ -69,6 +70,7 @@ class Broker:
         request = ApprovalRequest.open(call, render_text(call.tool_name, call.input), _now(), self.timeout)
         waiter: asyncio.Future[ApprovalRequest] = asyncio.get_running_loop().create_future()
         self._waiters[request.id] = waiter
+        self._opened[request.id] = request
         try:
             return await self._submit(call, request, waiter)
         except asyncio.CancelledError:
@@ -84,6 +86,7 @@ class Broker:
             return internal_error(request.id)
         finally:
             del self._waiters[request.id]
+            del self._opened[request.id]
             self._reach.pop(request.id, None)
             self._notified.discard(request.id)
             if self._shutting_down and not self._waiters:
@@ -198,7 +201,12 @@ class Broker:
             if row is not None:
                 self.events.publish(Event("request.created", row))
         elif notice.kind == "closed" and (notice.request_id in self._waiters or self.events.heard):
-            await self.closed_elsewhere(notice.request_id)
+            opened = self._opened.get(notice.request_id)
+            closed = with_outcome(opened, notice.detail) if opened is not None else None
+            if closed is not None:  # the notice says how it ended: the caller need not wait for a read of the row
+                self._after_close(closed)
+            else:
+                await self.closed_elsewhere(notice.request_id)
 
     async def closed_elsewhere(self, request_id: str) -> None:
         """A request was closed by another replica (or by taking over a dead one's): wake its caller if it waits
