@@ -1,9 +1,10 @@
 """The audit trail: a small set of named operations on the database, none of which blocks the event loop.
 
 SQLite (WAL) by default, or PostgreSQL; the schema and every statement are portable. SQLite's calls run in worker
-threads; PostgreSQL's run on the event loop through psycopg's asyncio connections, so a store serves one loop. A request leaves
-`pending` exactly once: `resolve` updates the row `WHERE status = 'pending'` and checks that one row
-changed, so two answers racing, in one process or in several, can never both win.
+threads; PostgreSQL's run on the event loop through psycopg's asyncio connections, so a store serves one loop.
+
+A request leaves `pending` exactly once: `resolve` updates the row `WHERE status = 'pending'` and checks that one
+row changed, so two answers racing, in one process or in several, can never both win.
 """
 
 from __future__ import annotations
