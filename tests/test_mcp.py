@@ -70,6 +70,28 @@ async def test_edited_input_runs_instead_and_both_are_kept(server: ServerProcess
     assert row["updated_input"] == {"command": "ls /"}
 
 
+async def test_a_nul_character_anywhere_is_recorded_shown_and_answered_exactly(server: ServerProcess) -> None:
+    """U+0000 in the call and in the approver's words: recorded on every backend (PostgreSQL's text cannot hold it
+    as it is), shown escaped, and given back exactly."""
+    command = "printf 'a\x00b' > out.bin"
+    arguments = {"tool_name": "Bash", "input": {"command": command}, "tool_use_id": "toolu_\x00x"}
+    async with server.mcp() as mcp, server.api() as api:
+        call = asyncio.create_task(mcp.call_tool_mcp(TOOL, arguments))
+        pending = await wait_for_pending(api, {"tool_use_id": "toolu_\x00x"})
+        found = (await api.get("/api/requests", params={"q": "a\x00b"})).json()
+        body = {"decision": "deny", "message": "no \x00 bytes", "actor": "alice\x00"}
+        assert (await api.post(f"/api/requests/{pending['id']}/decision", json=body)).status_code == 200
+        answer = single_text_json(await call)
+        row = (await api.get(f"/api/requests/{pending['id']}")).json()
+        missing = await api.get("/api/requests/a%00b")
+    assert pending["input"] == {"command": command}
+    assert "⟨U+0000⟩" in pending["rendered"]
+    assert [r["id"] for r in found["requests"]] == [pending["id"]]
+    assert "no \x00 bytes" in answer["message"]
+    assert (row["decided_by"], row["reason"]) == ("alice\x00", "no \x00 bytes")
+    assert missing.status_code == 404
+
+
 async def test_no_answer_before_the_timeout_is_an_expiry_deny(start_server: Callable[..., ServerProcess]) -> None:
     server = start_server(APPROVAL_TIMEOUT_SECONDS="1.5")
     async with server.mcp() as mcp, server.api() as api:

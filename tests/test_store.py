@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
+from approval_server.models import Answer, ApprovalRequest, Remember, Status, ToolCall
 from approval_server.store import Store
 from tests.databases import POSTGRESQL
 
@@ -64,6 +64,50 @@ async def test_resolve_applies_once_and_records_every_answer(store: Store) -> No
     assert (row.status, row.decided_by, row.updated_input) == (Status.ALLOWED, "alice", {"command": "ls"})
     assert [a["outcome"] for a in await store.answers_for(request.id)] == ["applied", "too_late"]
     assert await store.resolve("missing", Answer(Status.DENIED, "x", "api"), now) == (False, None)
+
+
+# U+0000, which PostgreSQL's text cannot hold, next to the mark that stands for it there, and that mark as typed.
+HIDDEN = "a\x00b \u2400 \u24000 \x00\u2400"
+
+
+async def test_every_text_keeps_a_nul_character_exactly(store: Store) -> None:
+    call = ToolCall(
+        f"mcp__x{HIDDEN}",
+        {"command": f"echo {HIDDEN}", HIDDEN: [HIDDEN]},
+        f"toolu_{HIDDEN}",
+        {"extra": HIDDEN},
+        f"client{HIDDEN}",
+        session=f"s{HIDDEN}",
+        cwd=f"/repo{HIDDEN}",
+    )
+    request = ApprovalRequest.open(call, f"shown {HIDDEN}", datetime.now(UTC), 300)
+    lookalike = ApprovalRequest.open(
+        ToolCall("Bash", {"command": "x"}, "toolu_lookalike"), "a\u24000b", datetime.now(UTC), 300
+    )
+    await store.insert(request)
+    await store.insert(lookalike)
+    assert await store.get(request.id) == request
+    edit = {"command": f"echo {HIDDEN} --safe"}
+    answer = Answer(Status.ALLOWED, f"alice{HIDDEN}", f"api{HIDDEN}", f"ok {HIDDEN}", edit, Remember("session"))
+    won, row = await store.resolve(request.id, answer, datetime.now(UTC))
+    assert won
+    assert row == await store.get(request.id)
+    assert (row.decided_by, row.decided_via, row.reason, row.updated_input) == (
+        f"alice{HIDDEN}",
+        f"api{HIDDEN}",
+        f"ok {HIDDEN}",
+        edit,
+    )
+    (recorded,) = await store.answers_for(request.id)
+    assert (recorded["actor"], recorded["message"]) == (f"alice{HIDDEN}", f"ok {HIDDEN}")
+    (grant,) = await store.grants_from(request.id)
+    assert grant.session == f"s{HIDDEN}"
+    # Texts that differ only by U+0000 against its stand-in never compare alike.
+    assert [r.id for r in (await store.search(text="a\x00b", limit=10))[0]] == [request.id]
+    assert [r.id for r in (await store.search(text="a\u24000b", limit=10))[0]] == [lookalike.id]
+    assert [r.id for r in (await store.search(tool=f"mcp__x{HIDDEN}", limit=10))[0]] == [request.id]
+    assert (await store.search(tool=f"mcp__x{HIDDEN.replace(chr(0), chr(0x2400) + '0')}", limit=10))[0] == []
+    assert await store.get("a\x00") is None
 
 
 async def test_concurrent_writers_lose_nothing(database_url: str) -> None:

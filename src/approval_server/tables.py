@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -27,29 +28,56 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
+class AnyText(sa.TypeDecorator[str]):
+    """Text that may hold any character, U+0000 included, on every backend.
+
+    PostgreSQL's text types cannot store U+0000, which an agent's call or an API body can carry. There, text is
+    stored with a reversible escape: `␀` (U+2400) is written `␀␀` and U+0000 is written `␀0`, so two different texts
+    never store alike, and reads and comparisons (whose values are escaped the same way) see the original. (A search
+    for U+0000 may also find a `␀` followed by `0`.) SQLite stores every text as it is.
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or dialect.name != "postgresql":
+            return value
+        return value.replace(_MARK, _MARK * 2).replace("\x00", _MARK + "0")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or dialect.name != "postgresql" or _MARK not in value:
+            return value
+        return _ESCAPED.sub(lambda match: _MARK if match.group(1) == _MARK else "\x00", value)
+
+
+_MARK = "\u2400"
+_ESCAPED = re.compile(f"{_MARK}([{_MARK}0])")
+
+
 requests = sa.Table(
     "requests",
     metadata,
-    sa.Column("id", sa.String(16), primary_key=True),
-    sa.Column("tool_name", sa.Text, nullable=False),
+    sa.Column("id", AnyText(16), primary_key=True),
+    sa.Column("tool_name", AnyText(), nullable=False),
     sa.Column("input", sa.JSON, nullable=False),
     sa.Column("updated_input", sa.JSON(none_as_null=True), nullable=True),
-    sa.Column("tool_use_id", sa.Text, nullable=True),
+    sa.Column("tool_use_id", AnyText(), nullable=True),
     sa.Column("extra", sa.JSON, nullable=False),
-    sa.Column("client", sa.Text, nullable=True),
-    sa.Column("agent", sa.Text, nullable=True),
-    sa.Column("session", sa.Text, nullable=True),
-    sa.Column("cwd", sa.Text, nullable=True),
-    sa.Column("rendered", sa.Text, nullable=False),
+    sa.Column("client", AnyText(), nullable=True),
+    sa.Column("agent", AnyText(), nullable=True),
+    sa.Column("session", AnyText(), nullable=True),
+    sa.Column("cwd", AnyText(), nullable=True),
+    sa.Column("rendered", AnyText(), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", AnyText(16), nullable=False),
     sa.Column("decided_at", UTCDateTime, nullable=True),
-    sa.Column("decided_by", sa.Text, nullable=True),
-    sa.Column("decided_via", sa.Text, nullable=True),
-    sa.Column("reason", sa.Text, nullable=True),
-    sa.Column("remembered", sa.String(16), nullable=True),
-    sa.Column("replica", sa.String(16), nullable=True),  # the server whose caller waits (see `replicas`)
+    sa.Column("decided_by", AnyText(), nullable=True),
+    sa.Column("decided_via", AnyText(), nullable=True),
+    sa.Column("reason", AnyText(), nullable=True),
+    sa.Column("remembered", AnyText(16), nullable=True),
+    sa.Column("replica", AnyText(16), nullable=True),  # the server whose caller waits (see `replicas`)
     # The history pages: newest first, in all or within one status or one tool. Each index ends with the id, the
     # tie-breaker of that order, so a page (however deep) is read in index order and never sorted.
     sa.Index("ix_requests_created_at_id", "created_at", "id"),
@@ -62,14 +90,14 @@ answers = sa.Table(
     "answers",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.String(16), sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("request_id", AnyText(16), sa.ForeignKey("requests.id"), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("actor", sa.Text, nullable=False),
-    sa.Column("channel", sa.Text, nullable=False),
-    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("status", AnyText(16), nullable=False),
+    sa.Column("actor", AnyText(), nullable=False),
+    sa.Column("channel", AnyText(), nullable=False),
+    sa.Column("message", AnyText(), nullable=True),
     sa.Column("updated_input", sa.JSON(none_as_null=True), nullable=True),
-    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("outcome", AnyText(16), nullable=False),
     sa.Index("ix_answers_request_id", "request_id"),
 )
 
@@ -77,12 +105,12 @@ answers = sa.Table(
 outbound_messages = sa.Table(
     "outbound_messages",
     metadata,
-    sa.Column("sid", sa.String(64), primary_key=True),
-    sa.Column("request_id", sa.String(16), sa.ForeignKey("requests.id"), nullable=False),
-    sa.Column("channel", sa.String(32), nullable=False),
-    sa.Column("recipient", sa.Text, nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("error_code", sa.Text, nullable=True),
+    sa.Column("sid", AnyText(64), primary_key=True),
+    sa.Column("request_id", AnyText(16), sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("channel", AnyText(32), nullable=False),
+    sa.Column("recipient", AnyText(), nullable=False),
+    sa.Column("status", AnyText(32), nullable=False),
+    sa.Column("error_code", AnyText(), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_outbound_messages_request_id", "request_id"),
@@ -93,7 +121,7 @@ outbound_messages = sa.Table(
 seen_webhooks = sa.Table(
     "seen_webhooks",
     metadata,
-    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("key", AnyText(128), primary_key=True),
     sa.Column("at", UTCDateTime, nullable=False),
 )
 
@@ -101,22 +129,22 @@ seen_webhooks = sa.Table(
 grants = sa.Table(
     "grants",
     metadata,
-    sa.Column("id", sa.String(16), primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("scope", sa.Text, nullable=False),
-    sa.Column("tool_name", sa.Text, nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
-    sa.Column("rule", sa.Text, nullable=False),
-    sa.Column("request_id", sa.String(16), sa.ForeignKey("requests.id"), nullable=False),
-    sa.Column("agent", sa.Text, nullable=True),
-    sa.Column("session", sa.Text, nullable=True),
-    sa.Column("cwd", sa.Text, nullable=True),
+    sa.Column("id", AnyText(16), primary_key=True),
+    sa.Column("kind", AnyText(16), nullable=False),
+    sa.Column("scope", AnyText(), nullable=False),
+    sa.Column("tool_name", AnyText(), nullable=False),
+    sa.Column("key", AnyText(), nullable=False),
+    sa.Column("rule", AnyText(), nullable=False),
+    sa.Column("request_id", AnyText(16), sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("agent", AnyText(), nullable=True),
+    sa.Column("session", AnyText(), nullable=True),
+    sa.Column("cwd", AnyText(), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
-    sa.Column("created_by", sa.Text, nullable=False),
-    sa.Column("created_via", sa.Text, nullable=False),
+    sa.Column("created_by", AnyText(), nullable=False),
+    sa.Column("created_via", AnyText(), nullable=False),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
-    sa.Column("revoked_by", sa.Text, nullable=True),
+    sa.Column("revoked_by", AnyText(), nullable=True),
     sa.Index("ix_grants_scope_tool_name", "scope", "tool_name"),
     sa.Index("ix_grants_expires_at", "expires_at"),
 )
@@ -126,8 +154,8 @@ grants = sa.Table(
 replicas = sa.Table(
     "replicas",
     metadata,
-    sa.Column("id", sa.String(16), primary_key=True),
-    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("id", AnyText(16), primary_key=True),
+    sa.Column("host", AnyText(), nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("heartbeat_at", UTCDateTime, nullable=False),
 )
