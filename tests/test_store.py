@@ -91,6 +91,7 @@ async def test_every_text_keeps_a_nul_character_exactly(store: Store) -> None:
     answer = Answer(Status.ALLOWED, f"alice{HIDDEN}", f"api{HIDDEN}", f"ok {HIDDEN}", edit, Remember("session"))
     won, row = await store.resolve(request.id, answer, datetime.now(UTC))
     assert won
+    assert row is not None
     assert row == await store.get(request.id)
     assert (row.decided_by, row.decided_via, row.reason, row.updated_input) == (
         f"alice{HIDDEN}",
