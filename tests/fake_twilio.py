@@ -67,7 +67,9 @@ right after answering 201, updating the Message resource and POSTing each status
 message's ``StatusCallback`` (if any). With ``auto_callbacks=False`` nothing happens until the
 test calls ``await fake.run_status_plan(sid)`` / ``fake.run_status_plan_sync(sid)`` or sends
 single statuses with ``await fake.send_status(...)`` / ``fake.deliver_sync(fake.status_callback(...))``.
-``await fake.drain()`` / ``fake.drain_sync()`` waits until background plans are done.
+``await fake.drain()`` / ``fake.drain_sync()`` waits until background plans are done. With
+``fake.callbacks_before_response = True`` each plan is delivered before the 201 goes out, as when
+Twilio's callbacks overtake its answer to the send.
 
 Failure injection::
 
@@ -723,6 +725,9 @@ class FakeTwilio:
         self.api_key = api_key
         self.senders = list(senders) if senders is not None else None
         self.auto_callbacks = auto_callbacks
+        # Twilio's status callbacks can overtake its answer to the send: with this set, each message's whole plan is
+        # delivered before the 201 goes out.
+        self.callbacks_before_response = False
         self.callback_statuses = list(callback_statuses)
         self.callback_delay = callback_delay
         self.enforce_session_window = enforce_session_window
@@ -1383,6 +1388,10 @@ class FakeTwilio:
             response = JSONResponse(exc.body, status_code=exc.status)
             if exc.status == 401:
                 response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+        if self.callbacks_before_response and response.background is not None:
+            background, response.background = response.background, None
+            await background()
+            await self.drain()
         response.headers["Twilio-Request-Id"] = _new_sid("RQ")
         recorded = RecordedRequest(
             method=request.method,

@@ -573,6 +573,23 @@ async def test_injected_delivery_failure_reaches_the_status_callback(
             client.http_client.session.close()
 
 
+async def test_callbacks_can_overtake_the_answer_to_the_send(receiver: Receiver) -> None:
+    with FakeTwilio(callback_delay=0) as fake:
+        fake.configure_webhook(PUBLIC_WEBHOOK, deliver_to=receiver.url("/twilio-webhook"))
+        fake.fail_delivery(to=PHONE, error_code=63015)
+        fake.callbacks_before_response = True
+        client = fake.client()
+        try:
+            message = client.messages.create(
+                from_=fake.sender, to=f"whatsapp:{PHONE}", body="hi", status_callback=PUBLIC_STATUS
+            )
+            delivered = [d.webhook.params["MessageStatus"] for d in fake.deliveries]  # no drain: all there already
+        finally:
+            client.http_client.session.close()
+    assert message.status == "queued"  # the answer as it was when the send was accepted
+    assert delivered == ["queued", "failed"]
+
+
 async def test_explicit_status_callbacks(fake: FakeTwilio, client: Any, receiver: Receiver) -> None:
     message = client.messages.create(
         from_=fake.sender, to=f"whatsapp:{PHONE}", body="hi", status_callback=PUBLIC_STATUS

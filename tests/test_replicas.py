@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from tests.databases import ONLY_POSTGRESQL, POSTGRESQL
 from tests.fake_twilio import FakeTwilio
 from tests.support import ServerProcess, wait_for_pending, wait_for_status
-from tests.whatsapp_support import ALICE, PUBLIC_URL, sent_to, text_of, whatsapp_env
+from tests.whatsapp_support import ALICE, BOB, PUBLIC_URL, sent_to, text_of, whatsapp_env
 
 pytestmark = pytest.mark.skipif(not POSTGRESQL, reason=ONLY_POSTGRESQL)
 
@@ -110,6 +110,26 @@ async def test_a_whatsapp_answer_on_c_decides_the_call_waiting_on_a(
     assert answer["behavior"] == "deny"
     assert "not today" in answer["message"]
     assert (row["status"], row["decided_by"], row["decided_via"]) == ("denied", ALICE, "whatsapp")
+
+
+async def test_failures_reported_to_c_before_a_knows_its_messages_deny_the_call_on_a_at_once(
+    replicas: list[ServerProcess], fake: FakeTwilio
+) -> None:
+    """Twilio's failure reports overtake its answers to A's sends and reach C, which cannot know whose they are yet."""
+    a, _, c = replicas
+    fake.fail_delivery(to=ALICE, error_code=63015)
+    fake.fail_delivery(to=BOB, error_code=63015)
+    fake.callbacks_before_response = True
+    async with a.mcp() as mcp, c.api() as api:
+        started = time.monotonic()
+        answer = answer_of(await asyncio.wait_for(mcp.call_tool_mcp(TOOL, bash("make deploy")), 10))
+        denied_after = time.monotonic() - started
+        (row,) = (await api.get("/api/requests")).json()["requests"]
+    assert answer["behavior"] == "deny"
+    assert f"{ALICE}: message failed (Twilio error 63015)" in answer["message"]
+    assert f"{BOB}: message failed (Twilio error 63015)" in answer["message"]
+    assert denied_after < 5  # at once, not at the expiry
+    assert (row["status"], row["decided_by"]) == ("denied", "approval-server")
 
 
 async def test_two_decisions_at_once_on_two_replicas_have_one_winner(replicas: list[ServerProcess]) -> None:

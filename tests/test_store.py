@@ -193,3 +193,30 @@ async def test_failures_reported_at_once_see_each_other(store: Store, database_u
             assert any(all(m.status == "failed" for m in messages) for messages in reports), reports
     finally:
         await other.aclose()
+
+
+async def test_a_failure_reported_before_its_send_is_recorded_is_kept_for_it(store: Store, database_url: str) -> None:
+    """The report and the send's record race (on two replicas, say): one of them always learns of the failure."""
+    other = Store(database_url)
+    try:
+        request = make_request(1)
+        await store.insert(request)
+        now = datetime.now(UTC)
+        assert await other.report_delivery("SMearly", "failed", "63015", now, keep_unknown=True) == []
+        assert await other.report_delivery("SMnotkept", "failed", "63015", now) == []
+        assert await store.outbound("SMearly") is None  # no request's message yet
+        recorded = await store.record_outbound("SMearly", request.id, "whatsapp", "+14155550100", "queued", now)
+        assert (recorded.status, recorded.error_code) == ("failed", "63015")
+        assert await store.outbound("SMearly") == recorded
+        plain = await store.record_outbound("SMnotkept", request.id, "whatsapp", "+14155550101", "queued", now)
+        assert plain.status == "queued"
+        for n in range(30):
+            sid = f"SMrace{n}"
+            sent, reported = await asyncio.gather(
+                store.record_outbound(sid, request.id, "whatsapp", "+14155550100", "queued", now),
+                other.report_delivery(sid, "failed", "63015", now, keep_unknown=True),
+            )
+            learned = sent.status == "failed" or any(m.sid == sid and m.status == "failed" for m in reported)
+            assert learned, (sent, reported)
+    finally:
+        await other.aclose()

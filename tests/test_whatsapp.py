@@ -221,6 +221,23 @@ async def test_when_every_delivery_fails_the_request_is_denied_at_once(
     )
 
 
+async def test_failures_reported_before_the_sends_return_deny_at_once(
+    start_whatsapp: Callable[..., ServerProcess], fake: FakeTwilio
+) -> None:
+    fake.fail_delivery(to=ALICE, error_code=63015)
+    fake.fail_delivery(to=BOB, error_code=63015)
+    fake.callbacks_before_response = True  # each report reaches the server before it knows the message's SID
+    server = start_whatsapp()
+    async with server.mcp() as mcp:
+        result = await asyncio.wait_for(
+            mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "x"}}), timeout=20
+        )
+    answer = json.loads(result.content[0].text)
+    assert answer["behavior"] == "deny"
+    assert f"{ALICE}: message failed (Twilio error 63015)" in answer["message"]
+    assert f"{BOB}: message failed (Twilio error 63015)" in answer["message"]
+
+
 async def test_a_twilio_error_when_sending_denies_at_once(
     start_whatsapp: Callable[..., ServerProcess], fake: FakeTwilio
 ) -> None:

@@ -24,6 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -87,6 +88,7 @@ class OutboundMessage:
     request_id: str
     recipient: str
     status: str
+    error_code: str | None = None
 
 
 def _row_to_request(row: sa.Row[Any]) -> ApprovalRequest:
@@ -520,9 +522,17 @@ class Store:
 
         return await self._run(work)
 
+    def _upsert(self, table: sa.Table) -> Any:
+        """An INSERT that can say what to do ON CONFLICT, in the dialect's own terms (both have the same API)."""
+        dialect = postgresql if self.shared else sqlite
+        return dialect.insert(table)
+
     async def record_outbound(
         self, sid: str, request_id: str, channel: str, recipient: str, status: str, at: datetime
-    ) -> None:
+    ) -> OutboundMessage:
+        """Record a message sent for a request. Returns it as it now stands: failed already, when Twilio's report of
+        the failure overtook the send (and was kept by `report_delivery`, on this replica or another)."""
+        table = outbound_messages
         values = {
             "sid": sid,
             "request_id": request_id,
@@ -532,33 +542,71 @@ class Store:
             "created_at": at,
             "updated_at": at,
         }
-        await self._run(lambda c: c.execute(outbound_messages.insert().values(values)))
+        insert = (
+            self._upsert(table)
+            .values(values)
+            .on_conflict_do_update(
+                index_elements=[table.c.sid],
+                set_={"request_id": request_id, "channel": channel, "recipient": recipient},
+                where=table.c.request_id.is_(None),  # only a report waiting for its send, never another's message
+            )
+            .returning(table.c.status, table.c.error_code)
+        )
+
+        def work(c: Connection) -> OutboundMessage:
+            row = c.execute(insert).first()
+            status_now, error_code = (row.status, row.error_code) if row else (status, None)
+            return OutboundMessage(sid, request_id, recipient, status_now, error_code)
+
+        return await self._run(work)
 
     async def outbound(self, sid: str) -> OutboundMessage | None:
+        query = outbound_messages.select().where(
+            outbound_messages.c.sid == sid, outbound_messages.c.request_id.is_not(None)
+        )
+
         def work(c: Connection) -> OutboundMessage | None:
-            row = c.execute(outbound_messages.select().where(outbound_messages.c.sid == sid)).first()
-            return OutboundMessage(row.sid, row.request_id, row.recipient, row.status) if row else None
+            row = c.execute(query).first()
+            return OutboundMessage(row.sid, row.request_id, row.recipient, row.status, row.error_code) if row else None
 
         return await self._run(work)
 
     async def report_delivery(
-        self, sid: str, status: str, error_code: str | None, at: datetime
+        self, sid: str, status: str, error_code: str | None, at: datetime, *, keep_unknown: bool = False
     ) -> list[OutboundMessage]:
-        """Record a delivery report; returns every message sent for the same request, as they now stand."""
+        """Record a delivery report; returns every message sent for the same request, as they now stand.
 
-        def work(c: Connection) -> list[OutboundMessage]:
-            request_id = sa.select(outbound_messages.c.request_id).where(outbound_messages.c.sid == sid)
+        A report for a message not recorded yet returns nothing; with `keep_unknown` it is kept for the send to claim
+        (`record_outbound`). The send may be recorded while this runs: then the report applies to it as usual.
+        """
+        table = outbound_messages
+        changes = {"status": status, "error_code": error_code, "updated_at": at}
+        keep = (
+            self._upsert(table)
+            .values(sid=sid, request_id=None, channel="", recipient="", created_at=at, **changes)
+            .on_conflict_do_update(index_elements=[table.c.sid], set_=changes)
+            .returning(table.c.request_id)
+        )
+
+        def lock(c: Connection, request_id: Any) -> None:
             # One request's reports are applied one at a time (its row locked), so that two failures reported at
             # once each see the other; PostgreSQL would otherwise let both read the other's message as not failed.
             # (SQLite runs one writer at a time anyway.)
             c.execute(sa.select(requests.c.id).where(requests.c.id.in_(request_id)).with_for_update(key_share=True))
-            c.execute(
-                outbound_messages.update()
-                .where(outbound_messages.c.sid == sid)
-                .values(status=status, error_code=error_code, updated_at=at)
-            )
-            rows = c.execute(outbound_messages.select().where(outbound_messages.c.request_id.in_(request_id)))
-            return [OutboundMessage(row.sid, row.request_id, row.recipient, row.status) for row in rows]
+
+        def work(c: Connection) -> list[OutboundMessage]:
+            lock(c, sa.select(table.c.request_id).where(table.c.sid == sid))
+            row = c.execute(
+                table.update().where(table.c.sid == sid).values(changes).returning(table.c.request_id)
+            ).first()
+            if row is None and keep_unknown:
+                row = c.execute(keep).first()  # its send, recorded meanwhile, is then found here after all
+                if row is not None and row.request_id is not None:
+                    lock(c, [row.request_id])
+            if row is None or row.request_id is None:
+                return []
+            rows = c.execute(table.select().where(table.c.request_id == row.request_id))
+            return [OutboundMessage(r.sid, r.request_id, r.recipient, r.status, r.error_code) for r in rows]
 
         return await self._run(work)
 

@@ -101,12 +101,14 @@ answers = sa.Table(
     sa.Index("ix_answers_request_id", "request_id"),
 )
 
-# Messages sent to approvers, so a reply or a delivery report can be tied back to its request.
+# Messages sent to approvers, so a reply or a delivery report can be tied back to its request. A failure reported
+# before the send was recorded (Twilio's callback can overtake the API's answer, and reach another replica) is kept
+# with no request, until the send claims it.
 outbound_messages = sa.Table(
     "outbound_messages",
     metadata,
     sa.Column("sid", AnyText(64), primary_key=True),
-    sa.Column("request_id", AnyText(16), sa.ForeignKey("requests.id"), nullable=False),
+    sa.Column("request_id", AnyText(16), sa.ForeignKey("requests.id"), nullable=True),
     sa.Column("channel", AnyText(32), nullable=False),
     sa.Column("recipient", AnyText(), nullable=False),
     sa.Column("status", AnyText(32), nullable=False),

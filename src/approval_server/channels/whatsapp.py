@@ -13,7 +13,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -116,7 +116,6 @@ class WhatsAppChannel(Channel):
         self._status_callback = settings.webhook_url
         self._store = store
         self._content_sid = settings.content_sid
-        self._early_failures: dict[str, tuple[str, str | None]] = {}
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
         results = await asyncio.gather(*(self._ask(approver, request) for approver in self.approvers))
@@ -144,7 +143,7 @@ class WhatsAppChannel(Channel):
                 parts = _split(shown_input, PART_LIMIT)
                 for number, part in enumerate(parts, 1):
                     head = f"Request {request.id}, part {number}/{len(parts)} of the input:\n"
-                    await self._send(approver, request.id, body=head + FENCE + part + FENCE)
+                    await self._send_for(request.id, approver, body=head + FENCE + part + FENCE)
                 shown = (
                     f"Tool: {monospace(request.tool_name)}\nThe full input ({len(shown_input):,} "
                     f"characters) is in the {len(parts)} numbered messages above.\n\n{footer}"
@@ -155,11 +154,9 @@ class WhatsAppChannel(Channel):
                     f"long, too long to show here. Read it in full at the link below, or with "
                     f"`approval-server show {request.id}`, before you answer.\n\n{footer}"
                 )
-            sid = await self._send_request(approver, request.id, shown)
-            early = self._early_failures.pop(sid, None)
-            if early is not None:  # Twilio reported the failure before the send call had returned
-                await self._store.report_delivery(sid, early[0], early[1], _now())
-                return f"{approver}: message {early[0]} (Twilio error {early[1] or 'none'})"
+            sent = await self._send_request(approver, request.id, shown)
+            if sent.status in FAILED:  # Twilio reported the failure before the send call had returned
+                return f"{approver}: message {sent.status} (Twilio error {sent.error_code or 'none'})"
         except TwilioRestException as exc:
             logger.warning("WhatsApp message for request %s to %s failed: %s", request.id, approver, exc.msg)
             return f"{approver}: Twilio error {exc.code}"
@@ -168,12 +165,12 @@ class WhatsAppChannel(Channel):
             return f"{approver}: Twilio unreachable ({exc.__class__.__name__})"
         return None
 
-    async def _send_request(self, approver: str, request_id: str, shown: str) -> str:
+    async def _send_request(self, approver: str, request_id: str, shown: str) -> OutboundMessage:
         if self._content_sid:
             variables = json.dumps({"1": shown, "2": request_id}, ensure_ascii=False)
             try:
-                return await self._send(
-                    approver, request_id, content_sid=self._content_sid, content_variables=variables
+                return await self._send_for(
+                    request_id, approver, content_sid=self._content_sid, content_variables=variables
                 )
             except TwilioRestException as exc:
                 if exc.code not in TEMPLATE_REFUSED:
@@ -183,7 +180,7 @@ class WhatsAppChannel(Channel):
             f"🔔 Approval request {request_id}\n\n{shown}\n\nReply APPROVE {request_id} or DENY {request_id}, "
             f"or ALWAYS {request_id} to allow the same again for this session."
         )
-        return await self._send(approver, request_id, body=body)
+        return await self._send_for(request_id, approver, body=body)
 
     def link(self, request_id: str, approver: str) -> str:
         """The request's dashboard page for one approver: it decides that request, once, as that approver."""
@@ -199,19 +196,23 @@ class WhatsAppChannel(Channel):
                 self._client.content.base_url = self._settings.api_base_url
         return self._client
 
-    async def _send(self, to: str, request_id: str | None, **content: str) -> str:
-        message = await self._twilio().messages.create_async(
+    async def _send(self, to: str, **content: str) -> Any:
+        """Send one message; returns Twilio's record of it."""
+        return await self._twilio().messages.create_async(
             from_=self._sender, to=f"whatsapp:{to}", status_callback=self._status_callback, **content
         )
-        sid: str = message.sid
-        if request_id is not None:
-            await self._store.record_outbound(sid, request_id, self.name, to, message.status or "queued", _now())
-        return sid
+
+    async def _send_for(self, request_id: str, to: str, **content: str) -> OutboundMessage:
+        """Send one message about a request and record it, so that replies and delivery reports find the request."""
+        message = await self._send(to, **content)
+        return await self._store.record_outbound(
+            message.sid, request_id, self.name, to, message.status or "queued", _now()
+        )
 
     async def tell(self, to: str, text: str) -> None:
         """A short notice to one approver (a confirmation, a refusal); failures are logged, never raised."""
         try:
-            await self._send(to, None, body=text)
+            await self._send(to, body=text)
         except (TwilioRestException, *NETWORK_ERRORS) as exc:
             logger.warning("could not send a notice to %s: %r", to, exc)
 
@@ -223,14 +224,9 @@ class WhatsAppChannel(Channel):
 
     async def delivery_report(self, sid: str, status: str, error_code: str | None) -> tuple[str, str] | None:
         """Record a status callback. Returns (request id, why) when no approver can be reached for that request."""
-        messages: list[OutboundMessage] = await self._store.report_delivery(sid, status, error_code, _now())
-        if not messages and status in FAILED:
-            # The report can overtake the send call that learns the message's SID: leave it for `_ask`, then
-            # look again in case the send was recorded meanwhile.
-            self._early_failures[sid] = (status, error_code)
-            messages = await self._store.report_delivery(sid, status, error_code, _now())
-            if messages:
-                self._early_failures.pop(sid, None)
+        # A failure can overtake the send call that learns the message's SID, and reach another replica: it is kept
+        # for that send to find (see `_ask`).
+        messages = await self._store.report_delivery(sid, status, error_code, _now(), keep_unknown=status in FAILED)
         if status not in FAILED or not messages:
             return None
         by_approver: dict[str, list[str]] = {}
