@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from approval_server.errors import ConfigError, StoreError
 from approval_server.grants import Grant
 from approval_server.models import Answer, ApprovalRequest, Status
-from approval_server.notices import NOTICE_CHANNEL, Notice, outcome_detail
+from approval_server.notices import NOTICE_CHANNEL, OUTCOME_FIELDS, Notice, outcome_detail
 from approval_server.tables import answers, grants, outbound_messages, replicas, requests, seen_webhooks
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,35 @@ def _row_to_grant(row: sa.Row[Any]) -> Grant:
     return Grant(**row._asdict())
 
 
+# The statements of the busiest path (a request recorded, then decided), built once: then SQLAlchemy neither builds
+# them nor works out their cache keys again on every call, which costs more than the database's own work.
+_GET = requests.select().where(requests.c.id == sa.bindparam("request_id"))
+_INSERT = requests.insert()
+_INSERT_AND_ANNOUNCE = _INSERT.returning(sa.func.pg_notify(NOTICE_CHANNEL, sa.bindparam("notice", type_=sa.Text)))
+# Closes a pending request; the winner gets the row back, and on PostgreSQL the announcement goes out with it.
+_DECIDE = (
+    requests.update()
+    .where(requests.c.id == sa.bindparam("request_id"), requests.c.status == Status.PENDING.value)
+    .values({name: sa.bindparam(f"new_{name}", type_=requests.c[name].type) for name in OUTCOME_FIELDS})
+    .returning(*requests.c)
+)
+_DECIDE_AND_ANNOUNCE = _DECIDE.returning(sa.func.pg_notify(NOTICE_CHANNEL, sa.bindparam("notice", type_=sa.Text)))
+_RECORD_ANSWER = answers.insert()
+# Asked for every call the policy leaves to a human: the oldest grant in force that allows it again.
+_MATCHING_GRANT = (
+    grants.select()
+    .where(
+        grants.c.scope.in_(sa.bindparam("scopes", expanding=True)),
+        grants.c.tool_name == sa.bindparam("tool_name"),
+        grants.c.key == sa.bindparam("key"),
+        grants.c.revoked_at.is_(None),
+        grants.c.expires_at > sa.bindparam("at"),
+    )
+    .order_by(grants.c.created_at, grants.c.id)
+    .limit(1)
+)
+
+
 class Store:
     """`replica` names this server among those sharing a PostgreSQL database: its requests carry it, and what it
     changes is announced to the others (`NOTIFY`, delivered when the transaction commits, so never before)."""
@@ -196,14 +225,14 @@ class Store:
     def describe(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
 
-    def _notice(self, kind: str, request_id: str, detail: str | None = None) -> sa.ColumnElement[Any]:
-        """`pg_notify` of a notice, for a statement of its own or for the RETURNING of the change it announces,
-        which saves a round trip to the database and fires only for a row that changed."""
-        return sa.func.pg_notify(NOTICE_CHANNEL, Notice(kind, request_id, self.replica or "", detail).to_payload())
+    def _notice_payload(self, kind: str, request_id: str, detail: str | None = None) -> str:
+        """What `pg_notify` sends: in a statement of its own, or in the RETURNING of the change it announces, which
+        saves a round trip to the database and fires only for a row that changed."""
+        return Notice(kind, request_id, self.replica or "", detail).to_payload()
 
     def _announce(self, c: Connection, kind: str, request_id: str, detail: str | None = None) -> None:
         if self.shared:
-            c.execute(sa.select(self._notice(kind, request_id, detail)))
+            c.execute(sa.select(sa.func.pg_notify(NOTICE_CHANNEL, self._notice_payload(kind, request_id, detail))))
 
     async def announce(self, kind: str, request_id: str, detail: str | None = None) -> None:
         """Tell the other replicas something about a request (nothing to do with one server)."""
@@ -251,15 +280,13 @@ class Store:
             "decided_at": request.decided_at,
             "replica": self.replica,
         }
-
-        insert = requests.insert().values(values)
         if self.shared:
-            insert = insert.returning(self._notice("created", request.id))
-        await self._run(lambda c: c.execute(insert))
+            values["notice"] = self._notice_payload("created", request.id)
+        await self._run(lambda c: c.execute(_INSERT_AND_ANNOUNCE if self.shared else _INSERT, values))
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         def work(c: Connection) -> ApprovalRequest | None:
-            row = c.execute(requests.select().where(requests.c.id == request_id)).first()
+            row = c.execute(_GET, {"request_id": request_id}).first()
             return _row_to_request(row) if row else None
 
         return await self._run(work)
@@ -361,36 +388,27 @@ class Store:
             "updated_input": answer.updated_input,
             "remembered": remembered,
         }
-        # The winner gets the row back from its UPDATE, which also announces the outcome; only an answer that came
-        # too late reads the row.
-        update = (
-            requests.update()
-            .where(requests.c.id == request_id, requests.c.status == Status.PENDING.value)
-            .values(outcome)
-            .returning(*requests.c)
-        )
+        params = {"request_id": request_id} | {f"new_{name}": value for name, value in outcome.items()}
         if self.shared:
-            update = update.returning(self._notice("closed", request_id, outcome_detail(outcome)))
+            params["notice"] = self._notice_payload("closed", request_id, outcome_detail(outcome))
+        recorded = {
+            "request_id": request_id,
+            "at": at,
+            "status": answer.status.value,
+            "actor": answer.actor,
+            "channel": answer.channel,
+            "message": answer.message,
+            "updated_input": answer.updated_input,
+        }
 
         def work(c: Connection) -> tuple[bool, ApprovalRequest | None]:
-            row = c.execute(update).first()
+            row = c.execute(_DECIDE_AND_ANNOUNCE if self.shared else _DECIDE, params).first()
             won = row is not None
-            if row is None:
-                row = c.execute(requests.select().where(requests.c.id == request_id)).first()
+            if row is None:  # too late (or no such request): the row as it stands
+                row = c.execute(_GET, {"request_id": request_id}).first()
             if row is None:
                 return False, None
-            c.execute(
-                answers.insert().values(
-                    request_id=request_id,
-                    at=at,
-                    status=answer.status.value,
-                    actor=answer.actor,
-                    channel=answer.channel,
-                    message=answer.message,
-                    updated_input=answer.updated_input,
-                    outcome=APPLIED if won else TOO_LATE,
-                )
-            )
+            c.execute(_RECORD_ANSWER, recorded | {"outcome": APPLIED if won else TOO_LATE})
             request = _row_to_request(row)
             if won and remembered and answer.remember:
                 grant = Grant.for_request(request, answer.remember, answer.actor, answer.channel, at)
@@ -478,21 +496,10 @@ class Store:
 
     async def matching_grant(self, scopes: list[str], tool_name: str, key: str, at: datetime) -> Grant | None:
         """The oldest grant still in force that allows `tool_name` with `key` in one of `scopes`."""
-        query = (
-            grants.select()
-            .where(
-                grants.c.scope.in_(scopes),
-                grants.c.tool_name == tool_name,
-                grants.c.key == key,
-                grants.c.revoked_at.is_(None),
-                grants.c.expires_at > at,
-            )
-            .order_by(grants.c.created_at, grants.c.id)
-            .limit(1)
-        )
+        params = {"scopes": scopes, "tool_name": tool_name, "key": key, "at": at}
 
         def work(c: Connection) -> Grant | None:
-            row = c.execute(query).first()
+            row = c.execute(_MATCHING_GRANT, params).first()
             return _row_to_grant(row) if row else None
 
         return await self._run(work)
