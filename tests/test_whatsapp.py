@@ -50,6 +50,8 @@ async def test_a_tap_on_approve_allows_and_everyone_hears_of_it(
     notice = (await sent_to(fake, BOB, 2))[-1]
     assert text_of(confirmation).startswith(f"✅ Request {pending['id']} approved")
     assert notice.body == f"Request {pending['id']} was approved by {ALICE} via whatsapp."
+    # Only a request's messages ask for delivery reports: a notice's would be of no use.
+    assert (confirmation.status_callback, notice.status_callback) == (None, None)
 
 
 async def test_a_text_reply_denies_and_the_agent_reads_who(

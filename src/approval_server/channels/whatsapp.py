@@ -198,13 +198,12 @@ class WhatsAppChannel(Channel):
 
     async def _send(self, to: str, **content: str) -> Any:
         """Send one message; returns Twilio's record of it."""
-        return await self._twilio().messages.create_async(
-            from_=self._sender, to=f"whatsapp:{to}", status_callback=self._status_callback, **content
-        )
+        return await self._twilio().messages.create_async(from_=self._sender, to=f"whatsapp:{to}", **content)
 
     async def _send_for(self, request_id: str, to: str, **content: str) -> OutboundMessage:
-        """Send one message about a request and record it, so that replies and delivery reports find the request."""
-        message = await self._send(to, **content)
+        """Send one message about a request and record it, so that replies and delivery reports find the request.
+        (Only these ask for delivery reports: whether a notice arrived changes nothing.)"""
+        message = await self._send(to, status_callback=self._status_callback, **content)
         return await self._store.record_outbound(
             message.sid, request_id, self.name, to, message.status or "queued", _now()
         )
