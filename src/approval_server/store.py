@@ -244,8 +244,8 @@ class Store:
         self._engine.dispose()
 
     async def aclose(self) -> None:
-        if self._in_flight:
-            await asyncio.wait(self._in_flight)
+        if self._in_flight:  # let transactions under way end (a database that hangs cannot hold up a shutdown)
+            await asyncio.wait(self._in_flight, timeout=10)
         if self._async_engine is not None:
             await self._async_engine.dispose()
         self._engine.dispose()
