@@ -115,6 +115,10 @@ def _row_to_request(row: sa.Row[Any]) -> ApprovalRequest:
     )
 
 
+def _row_to_outbound(row: sa.Row[Any]) -> OutboundMessage:
+    return OutboundMessage(row.sid, row.request_id, row.recipient, row.status, row.error_code)
+
+
 def _row_to_grant(row: sa.Row[Any]) -> Grant:
     return Grant(**row._asdict())
 
@@ -574,7 +578,7 @@ class Store:
 
         def work(c: Connection) -> OutboundMessage | None:
             row = c.execute(query).first()
-            return OutboundMessage(row.sid, row.request_id, row.recipient, row.status, row.error_code) if row else None
+            return _row_to_outbound(row) if row else None
 
         return await self._run(work)
 
@@ -613,7 +617,7 @@ class Store:
             if row is None or row.request_id is None:
                 return []
             rows = c.execute(table.select().where(table.c.request_id == row.request_id))
-            return [OutboundMessage(r.sid, r.request_id, r.recipient, r.status, r.error_code) for r in rows]
+            return [_row_to_outbound(r) for r in rows]
 
         return await self._run(work)
 
