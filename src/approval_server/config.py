@@ -57,6 +57,14 @@ def _default_data_dir() -> Path:
     return Path(base) / "approval-server"
 
 
+def user_config_dir() -> Path:
+    """The user's own configuration folder (`$XDG_CONFIG_HOME/approval-server`, `~/.config/approval-server` by
+    default). The CLI finds the server there when it acts for an agent or an approver, never in the directory it
+    is run from, which the agent can write to."""
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "approval-server"
+
+
 @dataclass(frozen=True)
 class WhatsAppSettings:
     account_sid: str
