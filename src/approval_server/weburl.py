@@ -1,0 +1,96 @@
+"""The host a WebFetch URL names, read as the agent's runtime reads it.
+
+Claude Code runs on Node, whose `URL` class is Ada, a WHATWG URL parser; `ada-url` binds the same library. Every
+decision that depends on a URL's host (a grant's "same again", `WebFetch(domain:…)` rules, what a card says a grant
+covers) asks `web_host`, so the host decided on is the host the agent fetches from. WHATWG parsing strips tabs and
+line breaks, reads `\\` as `/` in http(s) URLs, decodes percent-encoded hosts, maps IDN hosts to punycode and reads
+`0x7f.1` as `127.0.0.1`; Python's `urlsplit` does none of that. A URL that two parsers read differently is an attack
+on whichever reads it the other way, so such a URL, or one that names a user before its host, gets no host here:
+only the exact call can be remembered, and no domain rule allows it. A deny or ask rule may still match any host
+that any reading finds (`WebHost.readings`): those may over-match, an allow never does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import ada_url
+
+# A host a domain rule or a grant can name: dot-separated labels of letters, digits, `-` and `_` (what WHATWG allows
+# besides, such as `*` or `$`, names no real host), or an IPv6 address in brackets.
+_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\]")
+_SCHEMES = ("http:", "https:")
+
+
+@dataclass(frozen=True)
+class WebHost:
+    """How a URL's host reads: the one host every reading agrees on, or why there is none."""
+
+    host: str | None  # the host the agent fetches from, when it is beyond doubt; a final `.` removed
+    reason: str  # why `host` is None, as a clause for an approver ("" when there is a host)
+    readings: tuple[str, ...]  # every host a reading finds (the agent's runtime first), for deny and ask rules
+
+
+def web_host(url: object) -> WebHost:
+    """Read `url` as the agent's runtime does, and say whether its host is beyond doubt."""
+    if not isinstance(url, str):
+        return WebHost(None, "the URL is missing", ())
+    try:
+        parsed = ada_url.parse_url(url)
+    except ValueError:
+        return WebHost(None, "the agent's runtime cannot read the URL", ())
+    agent_host = _bare(parsed["hostname"])
+    python_host = _python_host(url)
+    readings = tuple(dict.fromkeys(host for host in (agent_host, python_host) if host))
+    fetches = f" (the agent would fetch from {agent_host})"
+    if parsed["protocol"] not in _SCHEMES:
+        return WebHost(None, "the URL is not http or https", readings)
+    if re.search(r"[\t\n\r]", url):
+        return WebHost(None, "the URL holds a tab or line break, which the agent's runtime removes" + fetches, readings)
+    if "\\" in re.split(r"[?#]", url, maxsplit=1)[0]:
+        return WebHost(None, "the URL holds a \\, which the agent's runtime reads as /" + fetches, readings)
+    if parsed["username"] or parsed["password"] or "@" in _python_netloc(url):
+        return WebHost(None, "the URL names a user before its host" + fetches, readings)
+    if python_host != agent_host:
+        return WebHost(None, "other parsers read another host in the URL than the agent's runtime" + fetches, readings)
+    if not _NAME.fullmatch(agent_host):
+        return WebHost(None, "the URL's host is not a domain name or an IP address" + fetches, readings)
+    return WebHost(agent_host, "", readings)
+
+
+def _bare(host: str) -> str:
+    """`host` without the final `.` that names the same host in DNS (`example.com.` is `example.com`)."""
+    return host.removesuffix(".")
+
+
+def _python_netloc(url: str) -> str:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        return ""
+
+
+def _python_host(url: str) -> str | None:
+    """The host Python's `urlsplit` reads, written as WHATWG writes hosts (lower case, punycode, IPv6 in brackets),
+    so that it differs from the agent's reading only where the two parsers disagree on which host it is."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return None
+    if not host:
+        return None
+    if ":" in host:
+        try:
+            return f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            return host
+    if not host.isascii():
+        # Python writes an IDN host as typed; its punycode (UTS #46, as WHATWG maps it) is the same host.
+        encoded = ada_url.idna_to_ascii(host)
+        host = encoded.decode("ascii") if encoded else host
+    return _bare(host)
