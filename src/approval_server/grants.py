@@ -4,7 +4,8 @@ An approver's allow can carry a `Remember`. The request is allowed, and a `Grant
 same `Pattern` from the same scope are allowed with no human until the grant ends or is revoked.
 
 - "the same again" is the same Bash command (exactly), the same file for the file tools, the same host for
-  WebFetch, and the same input for any other tool. Nothing broader: the approver saw one command.
+  WebFetch (as the agent's runtime reads it, and only when no parser reads another: see `weburl`), and the same
+  input for any other tool and any other URL. Nothing broader: the approver saw one command.
 - a session grant's scope is the agent session: the hook's `session_id`, or over MCP (where every call is a
   connection of its own) the agent's name and working directory. It also goes back to Claude Code as
   `updatedPermissions`, where a rule of Claude Code's says exactly the same (Bash commands), so Claude Code stops
@@ -16,9 +17,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from approval_server.models import ApprovalRequest, GrantKind, JSONObject, Remember, ToolCall, new_request_id
+from approval_server.weburl import web_host
 
 # Claude Code gives no signal when a session ends; a session grant ends after a long working day at the latest.
 SESSION_LIFETIME = timedelta(hours=24)
@@ -49,9 +50,12 @@ def pattern_for(tool_name: str, tool_input: JSONObject) -> Pattern:
     if field and isinstance(path := tool_input.get(field), str) and path.startswith("/"):
         # An absolute path is written `//path` in Claude Code's rules (`/path` is relative to the settings file).
         return Pattern(path, f"{tool_name}(/{path})", None, f"{tool_name} on this file")
-    if tool_name == "WebFetch" and isinstance(url := tool_input.get("url"), str) and (host := urlsplit(url).hostname):
-        return Pattern(host, f"WebFetch(domain:{host})", None, f"WebFetch from {host}")
     exact = json.dumps(tool_input, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    if tool_name == "WebFetch":
+        web = web_host(tool_input.get("url"))
+        if web.host is not None:
+            return Pattern(web.host, f"WebFetch(domain:{web.host})", None, f"WebFetch from {web.host}")
+        return Pattern(exact, "WebFetch with exactly this input", None, f"this exact call (not its host: {web.explanation})")
     return Pattern(exact, f"{tool_name} with exactly this input", None, "this exact call")
 
 

@@ -10,7 +10,7 @@ Where Claude Code's documentation leaves room, this module takes the stricter re
 decided). A Bash command is allowed only if a real shell parser (bashlex) splits it into simple commands that are each
 allowed, and it holds nothing whose effect the text does not show: expansions, assignments, redirections to files,
 heredocs, function definitions. A path is allowed only when it is lexically inside an allowed pattern and has no `..`.
-A URL is allowed only when its host parses one way.
+A URL is allowed only when its host parses one way (see `weburl`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import bashlex  # type: ignore[import-untyped]
 from wcmatch import glob
 
 from approval_server.errors import ConfigError
 from approval_server.policy import Verdict
+from approval_server.weburl import host_named, web_host
 
 Action = Literal["allow", "deny", "ask"]
 ACTIONS_BY_PRECEDENCE: tuple[Action, ...] = ("deny", "ask", "allow")
@@ -693,29 +693,6 @@ class _PathSet:
 # ---------------------------------------------------------------------------------------------------------------
 # WebFetch
 
-_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
-
-
-def _host(url: object) -> str | None:
-    """The URL's host, or None unless it parses one way: http(s), no userinfo, no backslash, `%`, space or non-ASCII.
-
-    Browsers and Python disagree on `https://evil.com\\@example.com`; userinfo (`https://example.com@evil.com`) and
-    percent-encoded hosts are refused for the same reason.
-    """
-    if not isinstance(url, str) or not url.isascii() or re.search(r"[\s\\\x00-\x1f\x7f]", url):
-        return None
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 (raises ValueError on a bad port)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not host or "@" in parts.netloc or "%" in parts.netloc:
-        return None
-    host = host.removesuffix(".")
-    return host if _HOST.fullmatch(host) else None
-
-
 def _domain_pattern(value: str) -> str | re.Pattern[str]:
     """`domain:` as documented by Claude Code: exact host; `*.x` any subdomain of x at any depth, not x itself; a `*`
     elsewhere matches within one label, so `example.*` matches `example.org` but not `example.evil.com`."""
@@ -724,6 +701,8 @@ def _domain_pattern(value: str) -> str | re.Pattern[str]:
     if not all(re.fullmatch(r"[a-z0-9_*-]+", label) for label in labels):
         raise _RuleError("not a domain name (write an ASCII name, in punycode if need be: domain:example.com)")
     if "*" not in value:
+        if (host := host_named(value)) != value:
+            raise _RuleError(f"the agent reads this host as {host}: write domain:{host}" if host else "not a host")
         return value
     head = r"(?:[^.]+\.)+" if labels[0] == "*" and len(labels) > 1 else ""
     body = labels[1:] if head else labels
@@ -969,15 +948,16 @@ class RuleSet:
         return _ask()
 
     def _web(self, table: _Table, url: object) -> Verdict:
-        host = _host(url)
+        """The URL's host as the agent's runtime reads it (`weburl`). A deny or ask rule matches a host that any
+        parser reads in it; a domain rule allows only a host that every parser reads alike."""
+        web = web_host(url)
         for action in _RESTRICTIONS:
-            if rule := table[action].tool("WebFetch") or (table[action].domain(host) if host else None):
+            index = table[action]
+            if rule := index.tool("WebFetch") or next(filter(None, map(index.domain, web.readings)), None):
                 return _verdict(rule)
-        if host is None:
-            return _ask(
-                "Not allowed automatically: the URL does not parse one way (http(s), no user name, ASCII host)."
-            )
-        rule = table["allow"].tool("WebFetch") or table["allow"].domain(host)
+        if web.host is None:
+            return _ask(f"Not allowed automatically: {web.explanation}.")
+        rule = table["allow"].tool("WebFetch") or table["allow"].domain(web.host)
         return _verdict(rule) if rule else _ask()
 
 

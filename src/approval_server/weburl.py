@@ -31,34 +31,53 @@ class WebHost:
 
     host: str | None  # the host the agent fetches from, when it is beyond doubt; a final `.` removed
     reason: str  # why `host` is None, as a clause for an approver ("" when there is a host)
+    fetched: str | None  # the host the agent's runtime would fetch from, doubtful or not
     readings: tuple[str, ...]  # every host a reading finds (the agent's runtime first), for deny and ask rules
+
+    @property
+    def explanation(self) -> str:
+        """Why there is no host, and where the agent would fetch from, as a clause for an approver."""
+        return f"{self.reason}; the agent would fetch from {self.fetched}" if self.fetched else self.reason
 
 
 def web_host(url: object) -> WebHost:
     """Read `url` as the agent's runtime does, and say whether its host is beyond doubt."""
     if not isinstance(url, str):
-        return WebHost(None, "the URL is missing", ())
+        return WebHost(None, "the URL is missing", None, ())
     try:
         parsed = ada_url.parse_url(url)
     except ValueError:
-        return WebHost(None, "the agent's runtime cannot read the URL", ())
+        return WebHost(None, "the agent's runtime cannot read the URL", None, ())
     agent_host = _bare(parsed["hostname"])
     python_host = _python_host(url)
     readings = tuple(dict.fromkeys(host for host in (agent_host, python_host) if host))
-    fetches = f" (the agent would fetch from {agent_host})"
+
+    def doubt(reason: str) -> WebHost:
+        return WebHost(None, reason, agent_host or None, readings)
+
     if parsed["protocol"] not in _SCHEMES:
-        return WebHost(None, "the URL is not http or https", readings)
-    if re.search(r"[\t\n\r]", url):
-        return WebHost(None, "the URL holds a tab or line break, which the agent's runtime removes" + fetches, readings)
+        return WebHost(None, "the URL is not http or https", None, readings)
+    if re.search(r"[\x00-\x1f\x7f]", url):
+        return doubt("the URL holds a tab, line break or other control character, which the agent's runtime drops")
     if "\\" in re.split(r"[?#]", url, maxsplit=1)[0]:
-        return WebHost(None, "the URL holds a \\, which the agent's runtime reads as /" + fetches, readings)
+        return doubt("the URL holds a \\, which the agent's runtime reads as /")
     if parsed["username"] or parsed["password"] or "@" in _python_netloc(url):
-        return WebHost(None, "the URL names a user before its host" + fetches, readings)
+        return doubt("the URL names a user before its host")
     if python_host != agent_host:
-        return WebHost(None, "other parsers read another host in the URL than the agent's runtime" + fetches, readings)
+        return doubt("other parsers read another host in the URL than the agent's runtime")
     if not _NAME.fullmatch(agent_host):
-        return WebHost(None, "the URL's host is not a domain name or an IP address" + fetches, readings)
-    return WebHost(agent_host, "", readings)
+        return doubt("the URL's host is not a domain name or an IP address")
+    return WebHost(agent_host, "", agent_host, readings)
+
+
+def host_named(name: str) -> str | None:
+    """The host `name` (a host as written in a rule) is to the agent's runtime, or None when it is none:
+    `0x7f.1` is `127.0.0.1`, `GitHub.com.` is `github.com`."""
+    try:
+        host = _bare(ada_url.parse_url(f"http://{name}/")["hostname"])
+    except ValueError:
+        return None
+    return host if _NAME.fullmatch(host) else None
 
 
 def _bare(host: str) -> str:
