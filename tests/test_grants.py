@@ -4,8 +4,10 @@ allowing a remembered call with no human, revocation, and the API."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -22,6 +24,7 @@ from approval_server.models import Answer, ApprovalRequest, Remember, Status, To
 from approval_server.policy import RulesPolicy
 from approval_server.rules import RuleSet
 from approval_server.store import Store
+from tests.dashboard_support import DASHBOARD_TOKEN, signed_in, still_pending
 from tests.support import ServerProcess, wait_for_pending
 
 TOOL = "permissions__approve"
@@ -114,6 +117,7 @@ def test_the_same_again_is_narrow() -> None:
     assert pattern_for("Edit", {"file_path": "/repo/a.py", "old_string": "p", "new_string": "q"}).key == edit.key
     web = pattern_for("WebFetch", {"url": "https://docs.example.com/a?b=c", "prompt": "summarise"})
     assert (web.key, web.rule) == ("docs.example.com", "WebFetch(domain:docs.example.com)")
+    assert pattern_for("WebFetch", {"url": "HTTPS://Docs.Example.COM./x"}).key == web.key
     other = pattern_for("mcp__github__create_issue", {"title": "a", "body": "b"})
     assert other.key == pattern_for("mcp__github__create_issue", {"body": "b", "title": "a"}).key
     assert other.key != pattern_for("mcp__github__create_issue", {"title": "a", "body": "c"}).key
@@ -374,3 +378,55 @@ async def test_the_grant_routes_need_the_api_token(server: ServerProcess) -> Non
     async with httpx.AsyncClient(base_url=server.url) as http:
         assert (await http.get("/api/grants")).status_code == 401
         assert (await http.post("/api/grants/x/revoke")).status_code == 401
+
+
+async def test_a_grant_for_a_host_never_allows_a_url_the_agent_reads_as_another_host(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """After "allow WebFetch from github.com for 30 minutes", a URL that Python's urlsplit reads as github.com but the
+    agent's runtime (WHATWG) fetches from evil.example is asked about, and its card says what an allow would cover."""
+    server = start_server(APPROVAL_DASHBOARD_TOKEN=DASHBOARD_TOKEN)
+    async with server.mcp() as mcp, server.api() as api, signed_in(server) as dashboard:
+        first = {"url": "https://github.com/anthropics", "prompt": "summarise"}
+        waiting = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "WebFetch", "input": first}))
+        pending = await wait_for_pending(api, {"tool_name": "WebFetch"})
+        assert "allows WebFetch from github.com again" in html.unescape(await card_of(dashboard, pending["id"]))
+        decided = await api.post(
+            f"/api/requests/{pending['id']}/decision", json={"decision": "allow", "remember": "30m"}
+        )
+        assert [g["rule"] for g in decided.json()["grants"]] == ["WebFetch(domain:github.com)"]
+        assert json.loads((await waiting).content[0].text)["behavior"] == "allow"
+        same_host = {"url": "https://GitHub.com./pulls", "prompt": "list them"}
+        again = await asyncio.wait_for(mcp.call_tool_mcp(TOOL, {"tool_name": "WebFetch", "input": same_host}), 10)
+        assert json.loads(again.content[0].text)["behavior"] == "allow"
+
+        evil = {"url": "https://evil.example\\@github.com/", "prompt": "summarise"}
+        waiting = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "WebFetch", "input": evil}))
+        pending = await wait_for_pending(api, {"tool_name": "WebFetch", "input": evil})
+        await still_pending(api, pending["id"], waiting)
+        shown = html.unescape(await card_of(dashboard, pending["id"]))
+        assert "WebFetch from github.com" not in shown
+        assert (
+            "allows this exact call (not its host: the URL holds a \\, which the agent's runtime reads as /; "
+            "the agent would fetch from evil.example) again"
+        ) in " ".join(shown.split())
+        decided = await api.post(
+            f"/api/requests/{pending['id']}/decision", json={"decision": "allow", "remember": "30m"}
+        )
+        assert [g["rule"] for g in decided.json()["grants"]] == ["WebFetch with exactly this input"]
+        assert json.loads((await waiting).content[0].text)["behavior"] == "allow"
+
+        # the exact call is remembered, and nothing else of what the agent would fetch from evil.example
+        other = {"url": "https://evil.example\\@github.com/", "prompt": "what else"}
+        waiting = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "WebFetch", "input": other}))
+        pending = await wait_for_pending(api, {"tool_name": "WebFetch", "input": other})
+        await still_pending(api, pending["id"], waiting)
+        waiting.cancel()
+
+
+async def card_of(dashboard: httpx.AsyncClient, request_id: str) -> str:
+    """The card of one pending request on the dashboard's index page."""
+    page = await dashboard.get("/")
+    found = re.search(rf'<article class="card" id="req-{request_id}".*?</article>', page.text, re.DOTALL)
+    assert found is not None, f"no card for {request_id}"
+    return found.group(0)

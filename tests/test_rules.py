@@ -498,6 +498,56 @@ def test_webfetch_domain_rules(url: str, action: str) -> None:
     assert rule_set.evaluate("WebFetch", {"url": url, "prompt": "x"}).action == action
 
 
+@pytest.mark.parametrize(
+    ("url", "action"),
+    [
+        ("https://evil.example\\@github.com/", "deny"),  # the agent fetches from evil.example; Python reads github.com
+        ("https://github.com\\@evil.example/", "deny"),  # the agent fetches from github.com, Python reads evil.example
+        ("https://0x7f.1/", "deny"),  # the agent fetches from 127.0.0.1
+        ("https://2130706433/", "deny"),
+        ("https://127.0.0.1./", "deny"),
+        ("https://ev%69l.example/", "deny"),
+        ("https://ＥＶＩＬ.example/", "deny"),
+        ("https://evil.example\t/", "deny"),
+        ("https://user@evil.example/", "deny"),
+        ("https://evil.example/", "deny"),
+        ("https://docs.example/", "allow"),
+        ("https://DOCS.example./a", "allow"),
+        ("https://ｄｏｃｓ.example/", "allow"),  # fullwidth letters: the agent fetches from docs.example
+        ("https://例え.jp/", "allow"),  # the agent fetches from its punycode
+        ("https://docs.example\\@evil.example/", "deny"),
+        ("https://evil.example\\@docs.example/", "deny"),
+        ("https://x\\@docs.example/", "ask"),  # the agent fetches from x: no allow, whatever Python reads
+        ("https://docs.example@x/", "ask"),
+        ("https://user@docs.example/", "ask"),
+        ("https://do%63s.example/", "ask"),
+        ("https:docs.example", "ask"),
+        ("https://docs.example\n/", "ask"),
+    ],
+)
+def test_webfetch_domain_rules_read_the_host_as_the_agent_does(url: str, action: str) -> None:
+    """Deny rules match a host that any parser reads (they may over-match); allow rules only the one host that the
+    agent's runtime and Python both read."""
+    rule_set = permissions(
+        allow=["WebFetch(domain:docs.example)", "WebFetch(domain:xn--r8jz45g.jp)"],
+        deny=["WebFetch(domain:evil.example)", "WebFetch(domain:127.0.0.1)"],
+    )
+    assert rule_set.evaluate("WebFetch", {"url": url, "prompt": "x"}).action == action
+
+
+def test_an_ask_for_a_doubtful_url_says_where_the_agent_would_fetch_from() -> None:
+    verdict = permissions(allow=["WebFetch(domain:github.com)"]).evaluate(
+        "WebFetch", {"url": "https://evil.example\\@github.com/"}
+    )
+    assert verdict.action == "ask"
+    assert verdict.reason == (
+        "Not allowed automatically: the URL holds a \\, which the agent's runtime reads as /; "
+        "the agent would fetch from evil.example."
+    )
+    ask = permissions(allow=["WebFetch"], ask=["WebFetch(domain:github.com)"])
+    assert ask.evaluate("WebFetch", {"url": "https://evil.example\\@github.com/"}).rule is not None
+
+
 def test_webfetch_without_a_usable_url_asks_even_when_every_fetch_is_allowed() -> None:
     rule_set = permissions(allow=["WebFetch"])
     assert rule_set.evaluate("WebFetch", {"url": "https://anything.example/"}).action == "allow"
@@ -600,6 +650,8 @@ def test_a_bad_input_asks() -> None:
         ("[permissions]\nallow = ['WebFetch(https://example.com)']\n", 2, "domain:"),
         ("[permissions]\nallow = ['WebFetch(domain:exa mple.com)']\n", 2, "not a domain name"),
         ("[permissions]\nallow = ['WebFetch(domain:bücher.de)']\n", 2, "punycode"),
+        ("[permissions]\ndeny = ['WebFetch(domain:0x7f.1)']\n", 2, "the agent reads this host as 127.0.0.1"),
+        ("[permissions]\ndeny = ['WebFetch(domain:1.2.3.4.5)']\n", 2, "not a host"),
         ("[permissions]\nallow = ['mcp__*']\n", 2, "only after mcp__<server>__"),
         ("[permissions]\nallow = ['*']\n", 2, "only after mcp__<server>__"),
         ("[permissions]\nallow = ['mcp__github__x(y)']\n", 2, "without parentheses"),

@@ -55,7 +55,9 @@ def pattern_for(tool_name: str, tool_input: JSONObject) -> Pattern:
         web = web_host(tool_input.get("url"))
         if web.host is not None:
             return Pattern(web.host, f"WebFetch(domain:{web.host})", None, f"WebFetch from {web.host}")
-        return Pattern(exact, "WebFetch with exactly this input", None, f"this exact call (not its host: {web.explanation})")
+        return Pattern(
+            exact, "WebFetch with exactly this input", None, f"this exact call (not its host: {web.explanation})"
+        )
     return Pattern(exact, f"{tool_name} with exactly this input", None, "this exact call")
 
 

@@ -693,6 +693,7 @@ class _PathSet:
 # ---------------------------------------------------------------------------------------------------------------
 # WebFetch
 
+
 def _domain_pattern(value: str) -> str | re.Pattern[str]:
     """`domain:` as documented by Claude Code: exact host; `*.x` any subdomain of x at any depth, not x itself; a `*`
     elsewhere matches within one label, so `example.*` matches `example.org` but not `example.evil.com`."""
