@@ -129,7 +129,6 @@ const read = (u) => {
 };
 process.stdout.write(JSON.stringify(urls.map(read)));
 """
-_FIELDS = ("href", "protocol", "hostname", "username", "password")
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +147,13 @@ def ada_reading(url: str) -> dict[str, Any] | None:
         parsed = ada_url.parse_url(url)
     except ValueError:
         return None
-    return {name: parsed[name] for name in _FIELDS}
+    return {
+        "href": parsed["href"],
+        "protocol": parsed["protocol"],
+        "hostname": parsed["hostname"],
+        "username": parsed["username"],
+        "password": parsed["password"],
+    }
 
 
 def test_the_corpus_is_large_and_has_no_repeats() -> None:
