@@ -65,7 +65,7 @@ def web_host(url: object) -> WebHost:
         return doubt("the URL names a user before its host")
     if python_host != agent_host:
         return doubt("other parsers read another host in the URL than the agent's runtime")
-    if not _NAME.fullmatch(agent_host):
+    if not _NAME.fullmatch(agent_host) or not _punycode_reads_back(agent_host):
         return doubt("the URL's host is not a domain name or an IP address")
     return WebHost(agent_host, "", agent_host, readings)
 
@@ -78,6 +78,19 @@ def host_named(name: str) -> str | None:
     except ValueError:
         return None
     return host if _NAME.fullmatch(host) else None
+
+
+def _punycode_reads_back(host: str) -> bool:
+    """False for a host with an `xn--` label that is not the punycode of a Unicode name (`xn--`, `xn--abc-`): the
+    Ada in Node 20 and in Bun refuses such a host where ada-url's newer Ada accepts it."""
+    if not any(label.startswith("xn--") for label in host.split(".")):
+        return True
+    try:
+        unicode = ada_url.idna_to_unicode(host)
+        ascii_again = ada_url.idna_to_ascii(unicode)
+    except ValueError:
+        return False
+    return unicode != host and ascii_again is not None and ascii_again.decode("ascii") == host
 
 
 def _bare(host: str) -> str:
@@ -110,6 +123,9 @@ def _python_host(url: str) -> str | None:
             return host
     if not host.isascii():
         # Python writes an IDN host as typed; its punycode (UTS #46, as WHATWG maps it) is the same host.
-        encoded = ada_url.idna_to_ascii(host)
+        try:
+            encoded = ada_url.idna_to_ascii(host)
+        except ValueError:  # a lone surrogate
+            return host
         host = encoded.decode("ascii") if encoded else host
     return _bare(host)
