@@ -5,6 +5,7 @@ agent's runtime fetches from and no other parser reads another."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 from typing import Any
@@ -137,15 +138,40 @@ process.stdout.write(JSON.stringify(urls.map(read)));
 """
 
 
-@pytest.fixture(scope="module")
-def node_readings() -> dict[str, dict[str, str] | None]:
+# Pieces of URLs that parsers are known to read differently, for random URLs made of them.
+_PIECES = [
+    *"ab.:/\\@?#%[]09xX\t\n \u00ad\uff0e\u3002ｇ例\x00\x7f-_*&'\"ßς\u200d\u0301",
+    *("https://", "http://", "%2e", "%40", "0x", "xn--", "%61", "xn--r8jz45g", "%C3%A9", "[::", "]"),
+]
+
+
+def random_urls(count: int) -> list[str]:
+    """`count` different URLs made of `_PIECES`, the same ones every run."""
+    chooser = random.Random(13)
+    made: dict[str, None] = {}
+    while len(made) < count:
+        pieces = chooser.choices(_PIECES, k=chooser.randint(0, 14))
+        made["https://" * (chooser.random() < 0.7) + "".join(pieces)] = None
+    return list(made)
+
+
+RANDOM_URLS = random_urls(5000)
+
+
+def node_read(urls: list[str]) -> dict[str, dict[str, str] | None]:
+    """How Node's `URL` reads each of `urls`, in one `node` process."""
     node = shutil.which("node")
     assert node, "node is needed to check URLs against the agent's runtime (the README's test command installs it)"
     done = subprocess.run(
-        [node, "-e", _NODE_SCRIPT], input=json.dumps(URLS), capture_output=True, text=True, check=True, timeout=30
+        [node, "-e", _NODE_SCRIPT], input=json.dumps(urls), capture_output=True, text=True, check=True, timeout=60
     )
     readings: list[dict[str, str] | None] = json.loads(done.stdout)
-    return dict(zip(URLS, readings, strict=True))
+    return dict(zip(urls, readings, strict=True))
+
+
+@pytest.fixture(scope="module")
+def node_readings() -> dict[str, dict[str, str] | None]:
+    return node_read(URLS)
 
 
 def ada_reading(url: str) -> dict[str, Any] | None:
@@ -207,3 +233,16 @@ def test_the_reason_says_where_the_agent_would_fetch_from() -> None:
 def test_anything_but_a_string_has_no_host(url: object) -> None:
     assert web_host(url).host is None
     assert web_host(url).readings == ()
+
+
+def test_every_host_vouched_for_in_random_urls_is_the_one_node_fetches_from() -> None:
+    read_by_node = node_read(RANDOM_URLS)
+    vouched = 0
+    for url in RANDOM_URLS:
+        host = web_host(url).host
+        if host is not None:
+            node = read_by_node[url]
+            assert node is not None, url
+            assert (node["hostname"].removesuffix("."), node["username"], node["password"]) == (host, "", ""), url
+            vouched += 1
+    assert vouched > 100  # the pieces make enough plain URLs for this to test something
