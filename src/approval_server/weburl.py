@@ -1,13 +1,15 @@
 """The host a WebFetch URL names, read as the agent's runtime reads it.
 
-Claude Code runs on Node, whose `URL` class is Ada, a WHATWG URL parser; `ada-url` binds the same library. Every
-decision that depends on a URL's host (a grant's "same again", `WebFetch(domain:…)` rules, what a card says a grant
-covers) asks `web_host`, so the host decided on is the host the agent fetches from. WHATWG parsing strips tabs and
-line breaks, reads `\\` as `/` in http(s) URLs, decodes percent-encoded hosts, maps IDN hosts to punycode and reads
-`0x7f.1` as `127.0.0.1`; Python's `urlsplit` does none of that. A URL that two parsers read differently is an attack
-on whichever reads it the other way, so such a URL, or one that names a user before its host, gets no host here:
-only the exact call can be remembered, and no domain rule allows it. A deny or ask rule may still match any host
-that any reading finds (`WebHost.readings`): those may over-match, an allow never does.
+The agent's runtime reads URLs by the WHATWG URL standard: Node, whose `URL` class is Ada, and Bun (Claude Code
+2.1.328 is a Bun 1.4.4 executable) alike. `ada-url` binds Ada; tests/test_weburl.py checks it against Node's `URL`
+(and Bun read the same corpus identically, checked by hand on 2026-12-06). Every decision that depends on a URL's
+host (a grant's "same again", `WebFetch(domain:…)` rules, what a card says a grant covers) asks `web_host`, so the
+host decided on is the host the agent fetches from. WHATWG parsing strips tabs and line breaks, reads `\\` as `/` in
+http(s) URLs, decodes percent-encoded hosts, maps IDN hosts to punycode and reads `0x7f.1` as `127.0.0.1`; Python's
+`urlsplit` does none of that. A URL that two parsers read differently is an attack on whichever reads it the other
+way, so such a URL, or one that names a user before its host, gets no host here: only the exact call can be
+remembered, and no domain rule allows it. A deny or ask rule may still match any host that any reading finds
+(`WebHost.readings`): those may over-match, an allow never does.
 """
 
 from __future__ import annotations
