@@ -125,6 +125,9 @@ def serve(settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=5,
         server_header=False,
+        # Only a configured proxy may say who the client is: the login limit counts wrong tokens per address.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     # Everything allocated so far (imports, the app) lives as long as the process: keep it out of every garbage
     # collection, and collect less often, so that a thousand waiting requests cost next to no CPU (benchmarks/).
