@@ -166,12 +166,18 @@ def _safe_next(value: str | None) -> str:
 
 
 class Dashboard:
-    def __init__(self, broker: Broker, auth: WebAuth, approvers: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        auth: WebAuth,
+        approvers: Collection[str] = (),
+        wrong_tokens: WrongTokenLimit | None = None,
+    ) -> None:
         self._broker = broker
         self._auth = auth
         self._approvers = set(approvers)
         self._templates = _templates()
-        self._wrong_tokens = WrongTokenLimit()
+        self._wrong_tokens = wrong_tokens or WrongTokenLimit()
 
     @property
     def routes(self) -> list[BaseRoute]:

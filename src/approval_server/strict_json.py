@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, NoReturn
+from typing import Any
 
 
 class NotJSON(ValueError):
     """A value that JSON cannot carry; `str(exc)` says which and where."""
 
 
-def _constant(name: str) -> NoReturn:
-    raise NotJSON(f"{name} is not a JSON number")
-
-
-def _number(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise NotJSON(f"{text[:20]} is too large for a JSON number")
-    return value
-
-
 def loads(text: str | bytes) -> Any:
-    """Parse `text` strictly. Raises `NotJSON`, `json.JSONDecodeError` or `UnicodeDecodeError` (all `ValueError`),
-    or `RecursionError` for nesting too deep."""
-    value = json.loads(text, parse_constant=_constant, parse_float=_number)
+    """Parse `text` strictly. Raises `NotJSON` (saying where), `json.JSONDecodeError` or `UnicodeDecodeError` (all
+    `ValueError`), or `RecursionError` for nesting too deep."""
+    value = json.loads(text)  # reads NaN and Infinity as floats, and 1e400 as inf: `problem` finds them with a path
     where = problem(value)
     if where is not None:
         raise NotJSON(where)
