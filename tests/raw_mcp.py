@@ -83,8 +83,10 @@ def rpc_answer(response: httpx.Response) -> dict[str, Any] | None:
 
 def tool_text(answer: dict[str, Any] | None) -> str:
     """The single text block of a tool result."""
-    assert answer is not None and "result" in answer, answer
+    assert answer is not None
+    assert "result" in answer, answer
     content = answer["result"]["content"]
-    assert len(content) == 1 and content[0]["type"] == "text", content
+    assert len(content) == 1, content
+    assert content[0]["type"] == "text", content
     text: str = content[0]["text"]
     return text
