@@ -18,11 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from approval_server import strict_json
 from approval_server.bodies import read_body
 from approval_server.broker import Broker
 from approval_server.errors import BadRequest, NotFound
 from approval_server.hooks import hook_output, parse_hook_input
 from approval_server.models import Answer, Remember, Status, check_agent_name
+from approval_server.render import visible
 
 API_CHANNEL = "api"
 MAX_LIMIT = 1000
@@ -50,6 +52,18 @@ class DecisionBody(BaseModel):
             if getattr(self, name) is not None and self.decision != "allow":
                 raise ValueError(f"{name} is only allowed with decision 'allow'")
         return self
+
+
+def recorded_actor(name: str | None) -> str:
+    """Who the record says answered through the API: `api`, with the name the caller gave quoted as its own words,
+    as in `api (says: "alice")`. Anyone with the API token can type any name, so a name can never pass for an
+    approver's number, a dashboard session, the server or a policy rule."""
+    return API_CHANNEL if name is None else f"{API_CHANNEL} (says: {_quoted(visible(name))})"
+
+
+def _quoted(text: str) -> str:
+    """`text` in double quotes, its own quotes and control characters escaped: where it ends cannot be faked."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _problems(exc: ValidationError) -> str:
@@ -84,11 +98,16 @@ async def get_request(request: Request) -> JSONResponse:
     return JSONResponse(row.to_json() | {"answers": await broker.store.answers_for(request_id)})
 
 
-async def _json_body(request: Request, what: str) -> Any:
+async def _json_body(request: Request, what: str, empty: Any = None) -> Any:
+    """The body parsed as strict JSON (see `strict_json`); `empty`, when given, stands for an empty body."""
     raw = await read_body(request, MAX_BODY)
+    if not raw and empty is not None:
+        return empty
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return strict_json.loads(raw)
+    except strict_json.NotJSON as exc:
+        raise BadRequest(f"the body must be {what} ({exc})") from None
+    except ValueError:
         raise BadRequest(f"the body must be {what}") from None
     except RecursionError:
         raise BadRequest("the body is nested too deeply") from None
@@ -102,9 +121,9 @@ async def post_decision(request: Request) -> JSONResponse:
         raise BadRequest(_problems(exc)) from None
     answer = Answer(
         status=Status.ALLOWED if body.decision == "allow" else Status.DENIED,
-        actor=body.actor or "api client",
+        actor=recorded_actor(body.actor),
         channel=API_CHANNEL,
-        message=body.message,
+        message=_quoted(body.message) if body.message is not None else None,
         updated_input=body.updated_input,
         remember=body.remember,
     )
@@ -127,12 +146,12 @@ class RevokeBody(BaseModel):
 
 
 async def revoke_grant(request: Request) -> JSONResponse:
-    raw = await read_body(request, MAX_BODY)
+    payload = await _json_body(request, "a JSON object", empty={})
     try:
-        body = RevokeBody.model_validate_json(raw or b"{}")
+        body = RevokeBody.model_validate(payload)
     except ValidationError as exc:
         raise BadRequest(_problems(exc)) from None
-    grant = await _broker(request).revoke(request.path_params["grant_id"], body.actor or "api client")
+    grant = await _broker(request).revoke(request.path_params["grant_id"], recorded_actor(body.actor))
     return JSONResponse(grant.to_json())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,9 +30,20 @@ from approval_server.twilio_webhook import TwilioWebhook
 logger = logging.getLogger(__name__)
 
 
-async def healthz(request: Request) -> JSONResponse:
-    broker: Broker = request.app.state.broker
-    return JSONResponse({"status": "ok", "version": __version__, "pending": broker.pending_count})
+class Health:
+    """`GET /healthz`: `{"status": "ok"}` for anyone (load balancers, Docker); the version and the number of waiting
+    requests only with the API token, since they tell a stranger what to attack and when someone is waiting."""
+
+    def __init__(self, api_token: str) -> None:
+        self._expected = f"Bearer {api_token}".encode()
+
+    async def respond(self, request: Request) -> JSONResponse:
+        body: dict[str, Any] = {"status": "ok"}
+        given = request.headers.get("authorization", "").encode("latin-1")
+        if secrets.compare_digest(given, self._expected):
+            broker: Broker = request.app.state.broker
+            body |= {"version": __version__, "pending": broker.pending_count}
+        return JSONResponse(body)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -75,7 +87,7 @@ def create_app(
             await broker.store.aclose()
 
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/healthz", Health(tokens.api).respond, methods=["GET"]),
         Mount("/api", routes=api.routes, middleware=[Middleware(RequireBearer, token=tokens.api, realm="API")]),
         Route("/mcp", mcp_http),
         Route("/sse", mcp_sse),

@@ -8,7 +8,9 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.types import Message
 
-from approval_server.errors import BadRequest, TooLarge
+from approval_server.errors import BadRequest, TooLarge, UnsupportedMediaType
+
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -26,7 +28,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def read_form(request: Request, limit: int) -> FormData:
-    """The form in the body (urlencoded or multipart). Raises `TooLarge`, or `BadRequest` for a malformed body."""
+    """The urlencoded form in the body, every value a string. Raises `UnsupportedMediaType` for any other content
+    type (multipart included: no form here uploads a file), `TooLarge`, or `BadRequest` for a malformed body."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != FORM_TYPE:
+        raise UnsupportedMediaType(f"the body must be a form ({FORM_TYPE}), not {media_type[:60] or 'untyped'}")
     body = await read_body(request, limit)
 
     async def replay() -> Message:
@@ -35,4 +41,4 @@ async def read_form(request: Request, limit: int) -> FormData:
     try:
         return await Request(request.scope, replay).form()
     except Exception:  # Starlette raises several kinds for a malformed body
-        raise BadRequest("the body must be a form (application/x-www-form-urlencoded)") from None
+        raise BadRequest(f"the body must be a form ({FORM_TYPE})") from None

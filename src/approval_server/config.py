@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     approval_mcp_token: SecretStr | None = Field(default=None, min_length=16)
     approval_dashboard_token: SecretStr | None = Field(default=None, min_length=16)
     approval_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The proxies whose X-Forwarded-For / -Proto are believed (uvicorn's setting); unset: none, the peer is the client.
+    forwarded_allow_ips: str | None = None
+    approval_wrong_tokens_per_minute: int = Field(default=5, ge=1, le=10_000)
     approval_log_level: Literal["debug", "info", "warning", "error"] = "info"
     policy_file: Path | None = None
 

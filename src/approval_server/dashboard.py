@@ -33,7 +33,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from approval_server import __version__
+from approval_server import __version__, strict_json
 from approval_server.bodies import read_form
 from approval_server.broker import Broker
 from approval_server.errors import BadRequest, GrantEnded, NotFound, RequestClosed, TooLarge
@@ -41,7 +41,14 @@ from approval_server.events import Event
 from approval_server.grants import pattern_for, remembered_text, session_pattern
 from approval_server.models import Answer, ApprovalRequest, Remember, Status
 from approval_server.render import fields, json_for_editing, segments
-from approval_server.web_auth import SESSION_COOKIE, SESSION_SECONDS, LinkRefused, RequestLink, WebAuth
+from approval_server.web_auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    LinkRefused,
+    RequestLink,
+    WebAuth,
+    WrongTokenLimit,
+)
 
 PAGE_SIZE = 50
 GRANTS_SHOWN = 200
@@ -138,11 +145,17 @@ def _templates() -> Jinja2Templates:
 
 
 class _Refused(Exception):
-    def __init__(self, status_code: int, title: str, detail: str) -> None:
+    def __init__(self, status_code: int, title: str, detail: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.title = title
         self.detail = detail
+        self.headers = dict(headers or {})
+
+
+def _client_address(request: Request) -> str:
+    """The connection's peer address (uvicorn puts a proxy's `X-Forwarded-For` there only for FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else "unknown"
 
 
 def _safe_next(value: str | None) -> str:
@@ -153,11 +166,18 @@ def _safe_next(value: str | None) -> str:
 
 
 class Dashboard:
-    def __init__(self, broker: Broker, auth: WebAuth, approvers: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        auth: WebAuth,
+        approvers: Collection[str] = (),
+        wrong_tokens: WrongTokenLimit | None = None,
+    ) -> None:
         self._broker = broker
         self._auth = auth
         self._approvers = set(approvers)
         self._templates = _templates()
+        self._wrong_tokens = wrong_tokens or WrongTokenLimit()
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -186,9 +206,11 @@ class Dashboard:
         return self._templates.get_template(name).render(now=datetime.now(UTC), **context)
 
     def _refusal(self, request: Request, refused: _Refused, **context: Any) -> Response:
-        return self._page(
+        response = self._page(
             request, "message.html", {"title": refused.title, "detail": refused.detail, **context}, refused.status_code
         )
+        response.headers.update(refused.headers)
+        return response
 
     # -- access ---------------------------------------------------------------------------------------------
 
@@ -230,6 +252,13 @@ class Dashboard:
             raise _Refused(403, "Refused", "The form's security token is missing or wrong; reload the page.")
         return form
 
+    def _check_attempts(self, request: Request) -> None:
+        """Raises `_Refused` (429) while this client address has had too many wrong tokens (see `WrongTokenLimit`)."""
+        wait = self._wrong_tokens.retry_after(_client_address(request))
+        if wait is not None:
+            detail = f"Too many wrong tokens or links from your address; try again in {wait} s."
+            raise _Refused(429, "Too many attempts", detail, {"retry-after": str(wait)})
+
     def _set_session(self, response: Response, request: Request) -> None:
         response.set_cookie(
             SESSION_COOKIE,
@@ -256,7 +285,12 @@ class Dashboard:
             next_path = _safe_next(next_field if isinstance(next_field, str) else None)
         if token is None:
             return self._page(request, "login.html", {"next": next_path, "error": None})
+        try:
+            self._check_attempts(request)
+        except _Refused as refused:
+            return self._refusal(request, refused)
         if not self._auth.token_matches(token.strip()):
+            self._wrong_tokens.wrong(_client_address(request))
             error = "That token is not right. Use the login URL the server printed, or its dashboard-token file."
             return self._page(request, "login.html", {"next": next_path, "error": error}, status_code=401)
         response = RedirectResponse(next_path, status_code=303)
@@ -404,11 +438,13 @@ class Dashboard:
         if decision == "edit":
             text = form.get("updated_input")
             try:
-                edited = json.loads(text) if isinstance(text, str) else None
+                edited = strict_json.loads(text) if isinstance(text, str) else None
             except json.JSONDecodeError as exc:
                 raise _Refused(
                     400, "Edited input is not valid JSON", f"{exc.msg} at line {exc.lineno}, column {exc.colno}."
                 ) from None
+            except strict_json.NotJSON as exc:
+                raise _Refused(400, "Edited input is not valid JSON", f"{exc}.") from None
             except RecursionError:
                 raise _Refused(400, "Edited input is not valid JSON", "It is nested too deeply.") from None
             if not isinstance(edited, dict):
@@ -447,13 +483,14 @@ class Dashboard:
 
     # -- request links --------------------------------------------------------------------------------------
 
-    async def _link(self, token: str) -> tuple[RequestLink, ApprovalRequest]:
+    async def _link(self, request: Request, token: str) -> tuple[RequestLink, ApprovalRequest]:
         refused = _Refused(
             403, "Link refused", "This link is not valid: it was changed or was not made by this server."
         )
         request_id = self._auth.peek_request_id(token)
         row = await self._broker.store.get(request_id) if request_id else None
         if row is None:
+            self._wrong_tokens.wrong(_client_address(request))
             raise refused
         try:
             link = self._auth.read_request_link(token, (row.expires_at - row.created_at).total_seconds())
@@ -468,7 +505,8 @@ class Dashboard:
     async def link(self, request: Request) -> Response:
         token = request.path_params["token"]
         try:
-            link, row = await self._link(token)
+            self._check_attempts(request)
+            link, row = await self._link(request, token)
             csrf_key = f"link:{link.nonce}"
             if request.method == "GET":
                 context = {"row": row, "answers": [], "action": f"/r/{token}", "csrf": self._auth.csrf_token(csrf_key)}

@@ -44,7 +44,7 @@ class Decision:
         return answer
 
     def to_json_text(self) -> str:
-        return json.dumps(self.to_json(), ensure_ascii=False)
+        return json.dumps(self.to_json(), ensure_ascii=False, allow_nan=False)
 
     @classmethod
     def deny(cls, message: str) -> Decision:

@@ -44,12 +44,13 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
     ok(f"settings are valid (port {settings.server_port}, requests expire after {expiry:g} s)")
 
     mcp_token: str | None = None
+    api_token: str | None = None
     try:
         tokens, created = load_tokens(settings)
     except ConfigError as exc:  # the other checks still run
         problem(str(exc))
     else:
-        mcp_token = tokens.mcp
+        mcp_token, api_token = tokens.mcp, tokens.api
         for name in ("api-token", "mcp-token", "dashboard-token"):
             path = settings.approval_data_dir / name
             if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o077:
@@ -83,10 +84,14 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
     base = settings.local_url
     try:
         with httpx.Client(timeout=3, trust_env=False) as http:
-            health = http.get(f"{base}/healthz")
+            # With the API token, /healthz also tells the number of waiting requests.
+            health = http.get(f"{base}/healthz", headers={"Authorization": f"Bearer {api_token}"})
             mcp = http.get(f"{base}/mcp", headers={"Authorization": f"Bearer {mcp_token}"})
         if health.status_code == 200:
-            ok(f"server is running at {base} ({health.json().get('pending', 0)} request(s) waiting)")
+            pending = health.json().get("pending")
+            ok(f"server is running at {base}" + (f" ({pending} request(s) waiting)" if pending is not None else ""))
+            if api_token is not None and pending is None:
+                problem("the server refuses this API token: it was started with another APPROVAL_API_TOKEN or data dir")
             if mcp_token is not None and mcp.status_code == 401:
                 problem("the server refuses this MCP token: it was started with another APPROVAL_MCP_TOKEN or data dir")
             elif mcp_token is not None:

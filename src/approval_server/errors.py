@@ -6,6 +6,7 @@ ApprovalServerError
  ├── ServerUnreachable     the CLI could not get an answer from the running server (client.py)
  └── HTTPError            an answer to an HTTP client, carrying its status
       ├── BadRequest      400: malformed JSON or fields
+      │    └── UnsupportedMediaType  415: a body of another type than the route reads
       ├── NotFound        404: no such request or grant
       ├── RequestClosed   409: the request has left `pending` already
       ├── GrantEnded      409: the grant was revoked or has expired already
@@ -41,6 +42,11 @@ class HTTPError(ApprovalServerError):
 class BadRequest(HTTPError):
     status_code = 400
     code = "bad_request"
+
+
+class UnsupportedMediaType(BadRequest):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class NotFound(HTTPError):

@@ -16,11 +16,11 @@ server's grant answers the repeats.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from approval_server import strict_json
 from approval_server.decision import Decision
 from approval_server.models import JSONObject, ToolCall
 
@@ -44,10 +44,15 @@ class HookInput(BaseModel):
 def parse_hook_input(payload: Any, agent: str | None = None) -> tuple[HookEvent, ToolCall]:
     """The event and the tool call in a hook's input. `tool_input` may be a JSON string (an `mcp_tool` hook's
     `${tool_input}` is interpolated as one). Raises `ValueError` with a readable message."""
+    where = strict_json.problem(payload)
+    if where is not None:
+        raise ValueError(f"not JSON: {where}")
     if isinstance(payload, dict) and isinstance(payload.get("tool_input"), str):
         try:
-            payload = payload | {"tool_input": json.loads(payload["tool_input"])}
-        except json.JSONDecodeError:
+            payload = payload | {"tool_input": strict_json.loads(payload["tool_input"])}
+        except strict_json.NotJSON as exc:
+            raise ValueError(f"tool_input is a string that is not JSON ({exc})") from None
+        except (ValueError, RecursionError):
             raise ValueError("tool_input is a string that is not JSON") from None
     try:
         hook = HookInput.model_validate(payload)

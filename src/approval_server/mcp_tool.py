@@ -23,6 +23,7 @@ from mcp.types import TextContent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
+from approval_server import strict_json
 from approval_server.broker import Broker
 from approval_server.decision import Decision, internal_error
 from approval_server.hooks import failure_output, hook_output, parse_hook_input
@@ -95,6 +96,18 @@ def _client_name(context: Context) -> str | None:
     return None
 
 
+def _parse(arguments: dict[str, Any]) -> PermissionArguments | str:
+    """The tool's arguments, or what is wrong with them. FastMCP's JSON parser reads `NaN`, `Infinity` and `1e400`
+    as floats, so those are looked for first (see `strict_json`)."""
+    not_json = strict_json.problem(arguments)
+    if not_json is not None:
+        return not_json
+    try:
+        return PermissionArguments.model_validate(arguments)
+    except ValidationError as exc:
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
 class PermissionTool(Tool):
     """Ask a human to approve or deny a tool call; answers in Claude Code's permission-prompt protocol."""
 
@@ -103,12 +116,10 @@ class PermissionTool(Tool):
     broker: Annotated[SkipJsonSchema[Broker], Field(exclude=True)]
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
-        try:
-            parsed = PermissionArguments.model_validate(arguments)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            logger.warning("malformed permission request denied: %s", problems)
-            return _text_result(Decision.deny(f"Malformed permission request ({problems}), so it was denied."))
+        parsed = _parse(arguments)
+        if isinstance(parsed, str):
+            logger.warning("malformed permission request denied: %s", parsed)
+            return _text_result(Decision.deny(f"Malformed permission request ({parsed}), so it was denied."))
         context = get_context()
         try:
             agent, cwd = _agent()
@@ -174,11 +185,11 @@ class HookTool(Tool):
             output = failure_output(known, str(exc))
             if output is None:
                 raise ToolError(f"not a hook input: {exc}") from None
-            return _text(json.dumps(output, ensure_ascii=False))
+            return _text(json.dumps(output, ensure_ascii=False, allow_nan=False))
         if call.cwd is None and cwd is not None:
             call = dataclasses.replace(call, cwd=cwd)
         decision = await _decide(self.broker, get_context(), call)
-        return _text(json.dumps(hook_output(hook_event, decision), ensure_ascii=False))
+        return _text(json.dumps(hook_output(hook_event, decision), ensure_ascii=False, allow_nan=False))
 
 
 async def _report_progress(context: Context, total: float) -> None:

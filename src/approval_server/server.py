@@ -28,7 +28,7 @@ from approval_server.rules import RuleSet, load_rules
 from approval_server.security import load_tokens
 from approval_server.store import Store
 from approval_server.twilio_webhook import TwilioWebhook
-from approval_server.web_auth import WebAuth
+from approval_server.web_auth import WebAuth, WrongTokenLimit
 
 # Time for the deny answers of the requests just closed to be written before connections close.
 RESPONSE_FLUSH_SECONDS = 0.2
@@ -92,7 +92,12 @@ def serve(settings: Settings) -> None:
         timeout=settings.approval_timeout_seconds,
     )
     webhook = TwilioWebhook(broker, whatsapp, whatsapp_settings) if whatsapp and whatsapp_settings else None
-    dashboard = Dashboard(broker, auth, whatsapp_settings.approvers if whatsapp_settings else ())
+    dashboard = Dashboard(
+        broker,
+        auth,
+        whatsapp_settings.approvers if whatsapp_settings else (),
+        WrongTokenLimit(settings.approval_wrong_tokens_per_minute),
+    )
     lease = settings.approval_lease_seconds if store.shared else None
     app = create_app(broker, tokens, settings.allowed_hosts, dashboard, webhook, lease_seconds=lease)
 
@@ -125,6 +130,9 @@ def serve(settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=5,
         server_header=False,
+        # Only a configured proxy may say who the client is: the login limit counts wrong tokens per address.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     # Everything allocated so far (imports, the app) lives as long as the process: keep it out of every garbage
     # collection, and collect less often, so that a thousand waiting requests cost next to no CPU (benchmarks/).

@@ -22,7 +22,7 @@ from approval_server.bodies import read_form
 from approval_server.broker import Broker
 from approval_server.channels.whatsapp import HOW_TO_ANSWER, InboundAnswer, WhatsAppChannel, parse_answer
 from approval_server.config import WhatsAppSettings
-from approval_server.errors import BadRequest, NotFound, RequestClosed
+from approval_server.errors import BadRequest, HTTPError, NotFound, RequestClosed
 from approval_server.models import Answer, Status
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,11 @@ class TwilioWebhook:
         self._signed_url = settings.webhook_url
 
     async def handle(self, request: Request) -> Response:
-        form = await read_form(request, MAX_BODY)
+        try:
+            form = await read_form(request, MAX_BODY)
+        except HTTPError as exc:  # Twilio always posts a small urlencoded form: anything else is not from Twilio
+            logger.warning("refused a webhook body (%s): %s", exc.status_code, exc.detail)
+            raise
         signature = request.headers.get("x-twilio-signature")
         url = self._signed_url + (f"?{request.url.query}" if request.url.query else "")
         # RequestValidator raises on a missing signature, so check that first.

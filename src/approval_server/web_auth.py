@@ -10,12 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 SESSION_COOKIE = "approval_session"
 SESSION_SECONDS = 7 * 24 * 3600
+WRONG_TOKENS_PER_MINUTE = 5
 
 
 class LinkRefused(Exception):
@@ -87,3 +91,51 @@ class WebAuth:
             return None
         request_id = data.get("r") if isinstance(data, dict) else None
         return request_id if isinstance(request_id, str) else None
+
+
+class WrongTokenLimit:
+    """At most `per_minute` wrong tokens (login tokens, request links) from one client address in any 60 seconds;
+    past that the address is refused until its oldest miss is a minute old. Other addresses are not affected, so an
+    attacker cannot lock the owner out from elsewhere.
+
+    Written by hand: a sliding window of a few timestamps per address. A rate-limit package (`limits`) would bring a
+    dependency and a timer thread for this one counter. At most `max_addresses` are remembered (the least recently
+    seen forgotten first), so a flood of addresses cannot grow memory without bound. Each replica counts its own.
+    """
+
+    WINDOW = 60.0
+
+    def __init__(
+        self,
+        per_minute: int = WRONG_TOKENS_PER_MINUTE,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per_minute = per_minute
+        self._max_addresses = max_addresses
+        self._clock = clock
+        self._misses: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, address: str) -> deque[float]:
+        misses = self._misses.get(address)
+        if misses is None:
+            return deque()
+        while misses and misses[0] <= self._clock() - self.WINDOW:
+            misses.popleft()
+        return misses
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until `address` may try again, or None if it may now."""
+        misses = self._recent(address)
+        if len(misses) < self._per_minute:
+            return None
+        return max(1, round(misses[0] + self.WINDOW - self._clock()))
+
+    def wrong(self, address: str) -> None:
+        """Count one wrong token from `address`."""
+        misses = self._recent(address)
+        misses.append(self._clock())
+        self._misses[address] = misses
+        self._misses.move_to_end(address)
+        while len(self._misses) > self._max_addresses:
+            self._misses.popitem(last=False)
