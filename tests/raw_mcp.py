@@ -68,7 +68,9 @@ class RawMcp:
 def rpc_answer(response: httpx.Response) -> dict[str, Any] | None:
     """The JSON-RPC response in an HTTP response, plain JSON or a server-sent event stream (progress skipped)."""
     if response.headers.get("content-type", "").startswith("text/event-stream"):
-        for line in response.text.splitlines():
+        # Server-sent events end lines with CR, LF or CRLF only; `str.splitlines` would also split at U+0085 or U+2028
+        # inside the JSON.
+        for line in response.text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
             if line.startswith("data:"):
                 message = json.loads(line[5:])
                 if "id" in message and ("result" in message or "error" in message):

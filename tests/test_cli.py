@@ -158,7 +158,7 @@ async def test_requests_approve_deny_and_doctor_against_a_running_server(server:
         answer = json.loads((await second).content[0].text)
         assert answer["behavior"] == "deny"
         assert "use the staging box" in answer["message"]
-        assert "(CLI) via api" in answer["message"]
+        assert '(CLI)") via api' in answer["message"]
 
         again = await asyncio.to_thread(cli, "approve", two["id"], cwd=tmp_path, env=env)
         assert again.returncode == 1

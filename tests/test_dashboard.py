@@ -68,7 +68,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -
         return ServerProcess(data_dir=data_dir, database_url=databases.create(data_dir), env=env)
 
     with FakeTwilio() as fake, FakeTwilio() as short_fake:
-        token = {"APPROVAL_DASHBOARD_TOKEN": DASHBOARD_TOKEN}
+        # These servers are shared by many tests that try wrong tokens on purpose: the per-address limit on wrong
+        # tokens has tests of its own (test_hygiene.py).
+        token = {"APPROVAL_DASHBOARD_TOKEN": DASHBOARD_TOKEN, "APPROVAL_WRONG_TOKENS_PER_MINUTE": "10000"}
         plain = make("plain", token)
         whatsapp = make("whatsapp", whatsapp_env(fake, **token))
         short = make("short", whatsapp_env(short_fake, APPROVAL_TIMEOUT_SECONDS=str(SHORT_TIMEOUT), **token))
@@ -1003,8 +1005,9 @@ async def test_the_csv_export_neutralises_formulas(dash: ServerProcess) -> None:
     row = dict(zip(table[0], table[1], strict=True))
     assert row["tool_name"] == "'" + tool
     assert row["tool_use_id"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
-    assert row["decided_by"] == "'+14155550100"
-    assert row["reason"] == "'-2+3 no"
+    # An API caller's name and reason are recorded as its own quoted words, so they cannot start a formula either.
+    assert row["decided_by"] == 'api (says: "+14155550100")'
+    assert row["reason"] == '"-2+3 no"'
     assert not [cell for cell in table[1] if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
     assert (record["tool_name"], record["tool_use_id"], record["reason"]) == (
         tool,

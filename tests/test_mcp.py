@@ -88,7 +88,8 @@ async def test_a_nul_character_anywhere_is_recorded_shown_and_answered_exactly(s
     assert "⟨U+0000⟩" in pending["rendered"]
     assert [r["id"] for r in found["requests"]] == [pending["id"]]
     assert "no \x00 bytes" in answer["message"]
-    assert (row["decided_by"], row["reason"]) == ("alice\x00", "no \x00 bytes")
+    # The reason is kept exactly; the name an API caller gives is its own words, with hidden characters shown.
+    assert (row["decided_by"], row["reason"]) == ('api (says: "alice⟨U+0000⟩")', "no \x00 bytes")
     assert missing.status_code == 404
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -83,7 +84,8 @@ async def list_requests(request: Request) -> JSONResponse:
         allowed = ", ".join(s.value for s in Status)
         raise BadRequest(f"unknown status {status_text!r}; use one of: {allowed}") from None
     limit_text = request.query_params.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    # `str.isdigit` is true of "¹" and "٣", which `int` reads one way or not at all: ASCII digits only.
+    if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     rows = await _broker(request).store.recent(status=status, limit=int(limit_text))
     return JSONResponse({"requests": [row.to_json() for row in rows]})
@@ -123,7 +125,7 @@ async def post_decision(request: Request) -> JSONResponse:
         status=Status.ALLOWED if body.decision == "allow" else Status.DENIED,
         actor=recorded_actor(body.actor),
         channel=API_CHANNEL,
-        message=_quoted(body.message) if body.message is not None else None,
+        message=body.message,
         updated_input=body.updated_input,
         remember=body.remember,
     )

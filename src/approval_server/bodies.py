@@ -29,11 +29,15 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_form(request: Request, limit: int) -> FormData:
     """The urlencoded form in the body, every value a string. Raises `UnsupportedMediaType` for any other content
-    type (multipart included: no form here uploads a file), `TooLarge`, or `BadRequest` for a malformed body."""
+    type (multipart included: no form here uploads a file), `TooLarge`, or `BadRequest` for a malformed body.
+    An empty body with no content type is an empty form (a bare POST), so the caller's own checks say what is missing.
+    """
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    body = await read_body(request, limit)
+    if not body and not media_type:
+        return FormData()
     if media_type != FORM_TYPE:
         raise UnsupportedMediaType(f"the body must be a form ({FORM_TYPE}), not {media_type[:60] or 'untyped'}")
-    body = await read_body(request, limit)
 
     async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}

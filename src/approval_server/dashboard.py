@@ -320,8 +320,9 @@ class Dashboard:
             status = Status(status_text) if status_text else None
         except ValueError:
             raise _Refused(400, "Bad filter", f"There is no status {status_text!r}.") from None
-        if not page_text.isdigit() or int(page_text) < 1:
-            raise _Refused(400, "Bad page", "The page must be a whole number from 1.")
+        # ASCII digits only (`str.isdigit` is true of "¹", which `int` refuses), and few enough for an SQL offset.
+        if not re.fullmatch(r"[0-9]{1,7}", page_text) or int(page_text) < 1:
+            raise _Refused(400, "Bad page", "The page must be a whole number from 1 to 9999999.")
         return status, params.get("tool") or None, params.get("q", "").strip() or None, int(page_text)
 
     async def _history(self, request: Request) -> dict[str, Any]:
