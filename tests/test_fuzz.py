@@ -326,7 +326,7 @@ def test_webhooks_never_fail_and_never_decide(
         params["From"] = f"whatsapp:{MALLORY}"
         headers["X-Twilio-Signature"] = sign(waiting.fake.auth_token, WEBHOOK_URL, params)
     elif signing == "forged":
-        headers["X-Twilio-Signature"] = data.draw(st.text(st.characters(min_codepoint=32, max_codepoint=126)))
+        headers["X-Twilio-Signature"] = data.draw(st.from_regex(r"[!-~]{0,40}", fullmatch=True))
     elif signing == "wrong-account":
         headers["X-Twilio-Signature"] = sign("another-accounts-token", WEBHOOK_URL, params)
     raw = data.draw(st.one_of(st.just(urlencode(params).encode()), st.binary(max_size=200)))
