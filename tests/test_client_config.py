@@ -34,9 +34,7 @@ def client_file(server: ServerProcess) -> Path:
 
 
 def run(args: list[str], *, cwd: Path, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False
-    )
+    return subprocess.run(args, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False)
 
 
 def cli(*args: str, cwd: Path, home: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
@@ -141,7 +139,15 @@ def test_hook_config_prints_fail_closed_settings(tmp_path: Path) -> None:
     assert entry["timeout"] == 360
     assert entry["onFailure"] == "block"
     assert shlex.split(entry["command"]) == [
-        sys.executable, "-I", "-m", "approval_server", "hook", "--url", "http://127.0.0.1:8123", "--agent", "laptop"
+        sys.executable,
+        "-I",
+        "-m",
+        "approval_server",
+        "hook",
+        "--url",
+        "http://127.0.0.1:8123",
+        "--agent",
+        "laptop",
     ]
     http = cli("hook-config", "--http", "--event", "PreToolUse", cwd=tmp_path, home=tmp_path, **env)
     assert http.returncode == 0, http.stderr
