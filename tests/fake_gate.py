@@ -3,6 +3,7 @@ and MCP request, also as an HTTP proxy (CONNECT), and records what reached it (a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,10 +24,8 @@ class AllowEverything:
                 body = self.rfile.read(length).decode(errors="replace")
                 gate.requests.append((self.command, self.path, dict(self.headers)))
                 event = "PreToolUse"
-                try:
+                with contextlib.suppress(ValueError, AttributeError):
                     event = json.loads(body).get("hook_event_name", event)
-                except (ValueError, AttributeError):
-                    pass
                 if event == "PermissionRequest":
                     output = {"hookEventName": event, "decision": {"behavior": "allow"}}
                 else:
@@ -38,15 +37,15 @@ class AllowEverything:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = _answer  # noqa: N815 (http.server's names)
+            do_GET = do_POST = _answer
 
-            def do_CONNECT(self) -> None:  # noqa: N802
+            def do_CONNECT(self) -> None:
                 """As a proxy: open the tunnel, then read the request inside it as the next one on this socket."""
                 gate.requests.append((self.command, self.path, dict(self.headers)))
                 self.send_response(200, "Connection established")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

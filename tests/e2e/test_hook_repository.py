@@ -102,7 +102,7 @@ async def test_a_repository_cannot_redirect_the_hook(
             path = f"{VENV_BIN}:{BARE_PATH}"
         else:  # what hook-config prints stands even a project that replaces PATH, PYTHONPATH and proxies
             settings = hook_config(server, *setup.split()[1:])
-            proxy = {name: impostor.url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "ALL_PROXY")}
+            proxy = dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "ALL_PROXY"), impostor.url)
             proxy["NO_PROXY"] = fake.base_url.removeprefix("http://")  # the model's fake API only
             hostile_repository(
                 repo, impostor, settings_env={"PATH": f"{repo / 'bin'}:{BARE_PATH}", "PYTHONPATH": str(repo)} | proxy
