@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from approval_server.agent_setup import own_command  # noqa: E402
-from tests.support import MCP_TOKEN, ServerProcess  # noqa: E402
+from approval_server.agent_setup import own_command
+from tests.support import MCP_TOKEN, ServerProcess
 
 
 def hook_input(cwd: Path, n: int) -> dict[str, object]:
