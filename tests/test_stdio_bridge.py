@@ -21,10 +21,10 @@ def bridge(server: ServerProcess, token: str = MCP_TOKEN) -> Client[StdioTranspo
         "PATH": os.environ["PATH"],
         "HOME": str(server.data_dir),
         "APPROVAL_DATA_DIR": str(server.data_dir),
-        "SERVER_PORT": str(server.port),
         "APPROVAL_MCP_TOKEN": token,
     }
-    transport = StdioTransport(command=sys.executable, args=["-m", "approval_server", "stdio"], env=env)
+    args = ["-I", "-m", "approval_server", "stdio", "--url", server.url]  # as `mcp-config --stdio` prints it
+    transport = StdioTransport(command=sys.executable, args=args, env=env)
     return Client(transport)
 
 

@@ -1,6 +1,7 @@
 """The HTTP API under `/api`: list and read requests, post decisions, follow lifecycle events.
 
-Every route needs `Authorization: Bearer <APPROVAL_API_TOKEN>` (checked by the middleware in `security`).
+Every route needs `Authorization: Bearer <APPROVAL_API_TOKEN>` (checked by the middleware in `security`); `hook`,
+mounted on its own in `app`, also takes the MCP token, as an agent's hook asks with it.
 """
 
 from __future__ import annotations
@@ -205,5 +206,4 @@ routes: list[BaseRoute] = [
     Route("/grants", list_grants, methods=["GET"]),
     Route("/grants/{grant_id}/revoke", revoke_grant, methods=["POST"]),
     Route("/events", events, methods=["GET"]),
-    Route("/hook", hook, methods=["POST"]),
 ]

@@ -86,8 +86,11 @@ def create_app(
             await broker.aclose()
             await broker.store.aclose()
 
+    hook_auth = Middleware(RequireBearer, token=tokens.mcp, other_tokens=(tokens.api,), realm="MCP")
     routes = [
         Route("/healthz", Health(tokens.api).respond, methods=["GET"]),
+        # A hook asks with the MCP token (an agent's, the least it needs) or the API token.
+        Route("/api/hook", api.hook, methods=["POST"], middleware=[hook_auth]),
         Mount("/api", routes=api.routes, middleware=[Middleware(RequireBearer, token=tokens.api, realm="API")]),
         Route("/mcp", mcp_http),
         Route("/sse", mcp_sse),

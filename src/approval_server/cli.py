@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from approval_server import __version__
+from approval_server import __version__, agent_setup
+from approval_server.agent_setup import ClientEnvFile, Url  # for an agent or an approver: never ./.env
 from approval_server.client import ApiClient
+from approval_server.client_config import load_client_settings, write_client_file
 from approval_server.config import Settings, load_settings
 from approval_server.errors import ApprovalServerError, ConfigError
 from approval_server.models import Status
@@ -28,7 +30,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database's schema: see where it stands, migrate it.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-EnvFile = Annotated[Path, typer.Option("--env-file", help="The .env file to read settings from.")]
+EnvFile = Annotated[Path, typer.Option("--env-file", help="The server's .env file to read settings from.")]
 ENV_DEFAULT = Path(".env")
 
 
@@ -36,9 +38,10 @@ def _settings(env_file: Path, **overrides: Any) -> Settings:
     return load_settings(env_file if env_file.exists() else None, **overrides)
 
 
-def _api(settings: Settings) -> ApiClient:
+def _api(env_file: Path | None, url: str | None) -> ApiClient:
+    settings = load_client_settings(env_file, url)
     tokens, _ = load_tokens(settings)
-    return ApiClient(settings.local_url, tokens.api)
+    return ApiClient(settings.url, tokens.api)
 
 
 def _actor() -> str:
@@ -70,10 +73,11 @@ def list_requests(
     status: Annotated[Status | None, typer.Option(help="Only requests with this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    env_file: EnvFile = ENV_DEFAULT,
+    env_file: ClientEnvFile = None,
+    url: Url = None,
 ) -> None:
     """List requests, newest first."""
-    with _api(_settings(env_file)) as api:
+    with _api(env_file, url) as api:
         rows = api.list_requests(status.value if status else None, limit)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -88,9 +92,9 @@ def list_requests(
 
 
 @app.command()
-def show(request_id: str, env_file: EnvFile = ENV_DEFAULT) -> None:
+def show(request_id: str, env_file: ClientEnvFile = None, url: Url = None) -> None:
     """Show one request in full, with every answer it received."""
-    with _api(_settings(env_file)) as api:
+    with _api(env_file, url) as api:
         row = api.get_request(request_id)
     typer.echo(f"Request {row['id']}: {row['status']}")
     if row["agent"] or row["cwd"]:
@@ -121,7 +125,8 @@ def approve(
         str | None,
         typer.Option(help="Also allow the same again: 'session' (this agent session) or a duration such as 30m."),
     ] = None,
-    env_file: EnvFile = ENV_DEFAULT,
+    env_file: ClientEnvFile = None,
+    url: Url = None,
 ) -> None:
     """Approve a pending request (optionally with an edited input, or remembering it)."""
     body: dict[str, Any] = {"decision": "allow", "message": message, "actor": _actor()}
@@ -132,7 +137,7 @@ def approve(
             body["updated_input"] = json.loads(edited_input)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--input must be a JSON object: {exc}") from None
-    with _api(_settings(env_file)) as api:
+    with _api(env_file, url) as api:
         row = api.decide(request_id, body)
     typer.echo(f"Request {row['id']} allowed.")
     for grant in row["grants"]:
@@ -143,10 +148,11 @@ def approve(
 def list_grants(
     show_all: Annotated[bool, typer.Option("--all", help="Also grants that have ended.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of lines.")] = False,
-    env_file: EnvFile = ENV_DEFAULT,
+    env_file: ClientEnvFile = None,
+    url: Url = None,
 ) -> None:
     """List the grants ("allow for session", "allow for 30 minutes") in force, newest first."""
-    with _api(_settings(env_file)) as api:
+    with _api(env_file, url) as api:
         grants = api.grants(show_all)
     if as_json:
         typer.echo(json.dumps(grants, indent=2, ensure_ascii=False))
@@ -163,9 +169,9 @@ def list_grants(
 
 
 @app.command()
-def revoke(grant_id: str, env_file: EnvFile = ENV_DEFAULT) -> None:
+def revoke(grant_id: str, env_file: ClientEnvFile = None, url: Url = None) -> None:
     """End a grant now: the same call asks a human again."""
-    with _api(_settings(env_file)) as api:
+    with _api(env_file, url) as api:
         grant = api.revoke_grant(grant_id, _actor())
     typer.echo(f"Grant {grant['id']} ({visible(grant['rule'])}) revoked.")
 
@@ -174,81 +180,67 @@ def revoke(grant_id: str, env_file: EnvFile = ENV_DEFAULT) -> None:
 def deny(
     request_id: str,
     message: Annotated[str, typer.Option(help="Why: the agent reads this.")] = "Denied from the command line.",
-    env_file: EnvFile = ENV_DEFAULT,
+    env_file: ClientEnvFile = None,
+    url: Url = None,
 ) -> None:
     """Deny a pending request; the agent receives your message."""
-    with _api(_settings(env_file)) as api:
+    with _api(env_file, url) as api:
         row = api.decide(request_id, {"decision": "deny", "message": message, "actor": _actor()})
     typer.echo(f"Request {row['id']} denied.")
 
 
-@app.command("mcp-config")
-def mcp_config(
-    use_stdio: Annotated[
-        bool, typer.Option("--stdio", help="Have Claude Code spawn `approval-server stdio` instead of using HTTP.")
-    ] = False,
-    agent: Annotated[
-        str | None,
-        typer.Option(help="Name this agent (X-Agent-Name) and send its working directory ($PWD) with each request."),
-    ] = None,
-    env_file: EnvFile = ENV_DEFAULT,
-) -> None:
-    """Print a ready-to-use mcp-servers.json for Claude Code (the HTTP one holds the MCP token: keep it private)."""
-    from approval_server.mcp_tool import SERVER_NAME
-    from approval_server.models import AGENT_NAME
-
-    settings = _settings(env_file)
-    tokens, _ = load_tokens(settings)
-    timeout_ms = int((settings.approval_timeout_seconds + 30) * 1000)
-    server: dict[str, Any]
-    if agent is not None and (use_stdio or not AGENT_NAME.match(agent)):
-        raise ConfigError(
-            "--agent needs the HTTP configuration"
-            if use_stdio
-            else f"--agent {agent!r}: use 1-64 letters, digits, '.', '_' or '-'"
-        )
-    if use_stdio:
-        args = ["-m", "approval_server", "stdio"]
-        if env_file.exists():
-            args += ["--env-file", str(env_file.resolve())]
-        env = {
-            "APPROVAL_DATA_DIR": str(settings.approval_data_dir.resolve()),
-            "SERVER_HOST": settings.server_host,
-            "SERVER_PORT": str(settings.server_port),
-        }
-        if settings.approval_mcp_token is not None:
-            env["APPROVAL_MCP_TOKEN"] = tokens.mcp
-        server = {"type": "stdio", "command": sys.executable, "args": args, "env": env, "timeout": timeout_ms}
-    else:
-        headers = {"Authorization": f"Bearer {tokens.mcp}"}
-        if agent is not None:
-            # Claude Code fills in ${PWD} from its own environment: the directory it was started in.
-            headers |= {"X-Agent-Name": agent, "X-Agent-Cwd": "${PWD}"}
-        server = {"type": "http", "url": f"{settings.local_url}/mcp", "headers": headers, "timeout": timeout_ms}
-    typer.echo(json.dumps({"mcpServers": {SERVER_NAME: server}}, indent=2))
+app.command("mcp-config")(agent_setup.mcp_config)
+app.command("hook-config")(agent_setup.hook_config)
 
 
 @app.command()
 def dashboard(
     public: Annotated[bool, typer.Option("--public", help="Use PUBLIC_URL instead of the local address.")] = False,
-    env_file: EnvFile = ENV_DEFAULT,
+    env_file: ClientEnvFile = None,
+    url: Url = None,
 ) -> None:
     """Print the dashboard's login URL (it holds the dashboard token: keep it private)."""
-    settings = _settings(env_file)
+    settings = load_client_settings(env_file, url)
     tokens, _ = load_tokens(settings)
     if public and settings.public_url is None:
         raise ConfigError("PUBLIC_URL is not set, so there is no public address; drop --public.")
-    base = str(settings.public_url).rstrip("/") if public else settings.local_url
+    base = str(settings.public_url).rstrip("/") if public else settings.url
     typer.echo(f"{base}/login?token={tokens.dashboard}")
+
+
+@app.command()
+def login(
+    url: Annotated[str, typer.Option("--url", help="The server's URL, such as http://127.0.0.1:8000.")],
+    api_token: Annotated[
+        str, typer.Option(prompt="API token (for approving; empty: none)", hide_input=True, help="Asked if not given.")
+    ] = "",
+    mcp_token: Annotated[
+        str, typer.Option(prompt="MCP token (for hooks; empty: none)", hide_input=True, help="Asked if not given.")
+    ] = "",
+) -> None:
+    """Remember a server for this user's CLI and hooks (client.env in ~/.config/approval-server, mode 0600), once
+    it has accepted the tokens. `serve` does this by itself for the user who runs it."""
+    values = {"APPROVAL_URL": load_client_settings(url=url).url}
+    for name, token, for_hooks in (("API", api_token, False), ("MCP", mcp_token, True)):
+        if not token:
+            continue
+        with ApiClient(values["APPROVAL_URL"], token) as api:
+            if not api.accepts_token(for_hooks):
+                raise ConfigError(f"The server at {values['APPROVAL_URL']} refuses this {name} token: nothing written.")
+        values[f"APPROVAL_{name}_TOKEN"] = token
+    path = write_client_file(values, "Written by `approval-server login`.")
+    typer.echo(f"Saved in {path}: the CLI and `approval-server hook` now use {values['APPROVAL_URL']}.")
 
 
 @app.command()
 def hook(
     agent: Annotated[str | None, typer.Option(help="Name this agent (as X-Agent-Name does for MCP).")] = None,
-    env_file: EnvFile = ENV_DEFAULT,
+    url: Url = None,
+    env_file: ClientEnvFile = None,
 ) -> None:
     """For Claude Code's hooks (PermissionRequest, PreToolUse): read the hook's input on stdin, ask the running
-    server, print the hook's answer. If no answer can be had, it prints a deny saying why."""
+    server (with the MCP token), print the hook's answer. If no answer can be had, it prints a deny saying why.
+    `approval-server hook-config` prints the settings that run it."""
     from approval_server.hooks import failure_output
 
     text = sys.stdin.read()
@@ -259,10 +251,10 @@ def hook(
     event = payload.get("hook_event_name") if isinstance(payload, dict) else None
     known = event if event in ("PreToolUse", "PermissionRequest") else None
     try:
-        settings = _settings(env_file)
+        settings = load_client_settings(env_file, url, for_agent=True)
         tokens, _ = load_tokens(settings)
         # Wait as long as a request can: the server answers at its expiry at the latest.
-        with ApiClient(settings.local_url, tokens.api, timeout=settings.approval_timeout_seconds + 30) as api:
+        with ApiClient(settings.url, tokens.mcp, timeout=settings.approval_timeout_seconds + 30) as api:
             output = api.hook(payload, agent)
     except ApprovalServerError as exc:
         denial = failure_output(known, str(exc).splitlines()[0])
@@ -287,11 +279,11 @@ def setup_template(
 
 
 @app.command()
-def stdio(env_file: EnvFile = ENV_DEFAULT) -> None:
+def stdio(url: Url = None, env_file: ClientEnvFile = None) -> None:
     """Serve MCP on stdin/stdout for Claude Code to spawn, forwarding to the running server."""
     from approval_server.stdio_bridge import run_stdio_bridge
 
-    run_stdio_bridge(_settings(env_file))
+    run_stdio_bridge(load_client_settings(env_file, url, for_agent=True))
 
 
 @app.command()

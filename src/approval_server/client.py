@@ -25,14 +25,17 @@ class ApiClient:
     def __exit__(self, *exc_info: object) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, path, **kwargs)
+            return self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise ServerUnreachable(
                 f"Cannot reach approval-server at {self._http.base_url} ({exc.__class__.__name__}). "
-                "Is it running (approval-server serve), on this SERVER_PORT?"
+                "Is it running (approval-server serve), at this URL?"
             ) from None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
         if response.is_success:
             return response.json()
         try:
@@ -71,3 +74,12 @@ class ApiClient:
         headers = {"X-Agent-Name": agent} if agent else {}
         result: dict[str, Any] = self._call("POST", "/api/hook", json=payload, headers=headers)
         return result
+
+    def accepts_token(self, for_hooks: bool) -> bool:
+        """Whether the server takes this client's token for the API (or, `for_hooks`, for `/api/hook`: an empty
+        body there is refused after the token check), without changing anything."""
+        if for_hooks:
+            response = self._request("POST", "/api/hook", content=b"")
+        else:
+            response = self._request("GET", "/api/requests", params={"limit": 1})
+        return response.status_code != 401

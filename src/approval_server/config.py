@@ -218,10 +218,13 @@ class Settings(BaseSettings):
         return list(dict.fromkeys(hosts))
 
 
-def load_settings(env_file: Path | str | None = ".env", **overrides: Any) -> Settings:
-    """Read the settings, turning validation errors into one readable `ConfigError`."""
+def load_settings(
+    env_file: Path | str | tuple[Path, ...] | None = ".env", settings_class: type[Settings] = Settings, **overrides: Any
+) -> Settings:
+    """Read the settings (the server's from `.env` by default; a client's from the files it gives), turning
+    validation errors into one readable `ConfigError`."""
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return settings_class(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -230,7 +233,8 @@ def load_settings(env_file: Path | str | None = ".env", **overrides: Any) -> Set
             secret = "TOKEN" in name or "DATABASE_URL" in name or not error["loc"]
             shown = "" if secret else f" (got {error.get('input')!r})"
             lines.append(f"  {name}: {error['msg']}{shown}")
-        source = f"{env_file} or the environment" if env_file else "the environment"
+        files = env_file if isinstance(env_file, tuple) else (env_file,) if env_file else ()
+        source = f"{', '.join(map(str, files))} or the environment" if files else "the environment"
         raise ConfigError(
             f"The configuration in {source} is not valid:\n"
             + "\n".join(lines)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from approval_server.client_config import client_file, readable_client_file
 from approval_server.config import Settings, load_settings
 from approval_server.errors import ApprovalServerError, ConfigError
 from approval_server.rules import load_rules
@@ -115,6 +116,14 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
         note("WhatsApp is off and PUBLIC_URL is not set: fine for local use")
     if settings.server_host not in ("127.0.0.1", "localhost", "::1"):
         note(f"the server binds {settings.server_host}: other machines can reach it (tokens still required)")
+    try:  # where the hook and the approver's commands find the server (never ./.env)
+        client = readable_client_file()
+        if client is None:
+            note(f"no {client_file()}: `serve` writes it on start, `approval-server login` for a server elsewhere")
+        else:
+            ok(f"client settings {client} (used by the hook and the CLI; only you can write it)")
+    except ConfigError as exc:
+        problem(str(exc))
     if shutil.which("claude") is None:
         note("the claude CLI is not on PATH (npm install -g @anthropic-ai/claude-code)")
     echo("All checks passed." if not problems else f"{problems} problem(s) to fix.")

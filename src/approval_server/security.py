@@ -63,11 +63,12 @@ def load_tokens(settings: Settings) -> tuple[Tokens, list[Path]]:
 
 
 class RequireBearer:
-    """ASGI middleware: answer 401 unless the request carries `Authorization: Bearer <token>`."""
+    """ASGI middleware: answer 401 unless the request carries `Authorization: Bearer <token>` (or one of
+    `other_tokens`)."""
 
-    def __init__(self, app: ASGIApp, token: str, realm: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, realm: str, other_tokens: tuple[str, ...] = ()) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = [f"Bearer {each}".encode() for each in (token, *other_tokens)]
         self._realm = realm
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -75,7 +76,8 @@ class RequireBearer:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"authorization", b"")
-        if secrets.compare_digest(given, self._expected):
+        matches = [secrets.compare_digest(given, expected) for expected in self._expected]  # each one compared
+        if any(matches):
             await self.app(scope, receive, send)
             return
         body = json.dumps(

@@ -17,6 +17,7 @@ from approval_server.broker import Broker
 from approval_server.channels import Channel
 from approval_server.channels.log import LogChannel
 from approval_server.channels.whatsapp import WhatsAppChannel
+from approval_server.client_config import remember_server
 from approval_server.config import Settings, WhatsAppSettings
 from approval_server.dashboard import Dashboard
 from approval_server.decision import describe_duration
@@ -119,7 +120,8 @@ def serve(settings: Settings) -> None:
         lines.append(f"  New {path.name} (kept in {path}, mode 0600): {token}")
     if not created:
         lines.append(f"  Tokens: from the environment or {settings.approval_data_dir} (approval-server mcp-config)")
-    lines.append("  Claude Code configuration: approval-server mcp-config > ~/.config/approval-server-mcp.json")
+    lines.append(f"  Client settings:       {remember_server(settings)}")
+    lines.append("  Claude Code configuration: approval-server mcp-config (MCP), approval-server hook-config (hooks)")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
     config = uvicorn.Config(

@@ -11,13 +11,13 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.server import create_proxy
 
-from approval_server.config import Settings
+from approval_server.client_config import ClientSettings
 from approval_server.mcp_tool import SERVER_NAME
 from approval_server.security import load_tokens
 
 
-def run_stdio_bridge(settings: Settings) -> None:
+def run_stdio_bridge(settings: ClientSettings) -> None:
     tokens, _ = load_tokens(settings)
-    transport = StreamableHttpTransport(f"{settings.local_url}/mcp", headers={"Authorization": f"Bearer {tokens.mcp}"})
+    transport = StreamableHttpTransport(f"{settings.url}/mcp", headers={"Authorization": f"Bearer {tokens.mcp}"})
     proxy = create_proxy(Client(transport), name=SERVER_NAME)
     proxy.run(transport="stdio", show_banner=False, log_level="warning")

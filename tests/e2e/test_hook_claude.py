@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,18 +16,18 @@ import pytest
 
 from tests.e2e.claude_cli import ClaudeResult, run_claude_async, write_mcp_config
 from tests.e2e.fake_anthropic import FakeAnthropic, tool_use
-from tests.support import API_TOKEN, MCP_TOKEN, ServerProcess, wait_for_pending
+from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 
 MakeFake = Callable[..., FakeAnthropic]
 pytestmark = pytest.mark.usefixtures("require_claude")
 
 
-def hook_settings(event: str, expiry: float) -> str:
-    """The settings the README gives: block on any failure, and a timeout above the expiry (a hook that times out
-    is otherwise ignored and the call goes on)."""
-    command = f"{sys.executable} -m approval_server hook --agent laptop"
-    entry = {"type": "command", "command": command, "timeout": int(expiry) + 60, "onFailure": "block"}
-    return json.dumps({"hooks": {event: [{"matcher": "Bash", "hooks": [entry]}]}})
+def hook_settings(server: ServerProcess, event: str) -> str:
+    """The settings `approval-server hook-config` prints: the command by absolute path, a timeout above the
+    expiry, and every failure blocking (a hook that fails or times out is otherwise ignored)."""
+    command = [sys.executable, "-m", "approval_server", "hook-config", "--agent", "laptop", "--event", event]
+    env = {"PATH": os.environ["PATH"], "HOME": str(server.data_dir)}
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 def start(
@@ -38,8 +40,9 @@ def start(
             cwd=work_dir,
             mcp_config=None,
             permission_tool=None,
-            extra_args=["--settings", hook_settings(event, 300)],
-            extra_env={"SERVER_PORT": str(server.port), "APPROVAL_API_TOKEN": API_TOKEN, "PWD": str(work_dir)},
+            extra_args=["--settings", hook_settings(server, event)],
+            # The user's own config folder, where `serve` wrote the server's URL and tokens.
+            extra_env={"XDG_CONFIG_HOME": str(server.data_dir / ".config"), "PWD": str(work_dir)},
             run_dir=tmp_path / "run",
             timeout=120,
         )
