@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.claude_cli import ClaudeResult, run_claude_async, write_mcp_config
 from tests.e2e.fake_anthropic import FakeAnthropic, tool_use
-from tests.support import API_TOKEN, MCP_TOKEN, ServerProcess, wait_for_pending
+from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 
 pytestmark = pytest.mark.usefixtures("require_claude")
 
@@ -84,12 +84,12 @@ async def test_the_permission_tool_answer_makes_claude_code_stop_asking(
     assert_both_ran(fake, result, work_dir)
     # Claude Code added `Bash(touch marker)` to its session from `updatedPermissions`: the second call never came.
     assert [(row["tool_use_id"], row["decided_by"], row["remembered"]) for row in rows] == [
-        ("toolu_first", "alice", "session")
+        ("toolu_first", 'api (says: "alice")', "session")
     ]
 
 
-def hook_settings(event: str) -> str:
-    command = f"{sys.executable} -m approval_server hook"
+def hook_settings(server: ServerProcess, event: str) -> str:
+    command = f"{sys.executable} -I -m approval_server hook --url {server.url}"
     entry = {"type": "command", "command": command, "timeout": 360, "onFailure": "block"}
     return json.dumps({"hooks": {event: [{"matcher": "Bash", "hooks": [entry]}]}})
 
@@ -102,8 +102,8 @@ def run_with_hook(fake: FakeAnthropic, server: ServerProcess, tmp_path: Path, wo
             cwd=work_dir,
             mcp_config=None,
             permission_tool=None,
-            extra_args=["--settings", hook_settings(event)],
-            extra_env={"SERVER_PORT": str(server.port), "APPROVAL_API_TOKEN": API_TOKEN, "PWD": str(work_dir)},
+            extra_args=["--settings", hook_settings(server, event)],
+            extra_env={"APPROVAL_MCP_TOKEN": MCP_TOKEN, "PWD": str(work_dir)},
             run_dir=tmp_path / "run",
             timeout=120,
         )
@@ -117,7 +117,7 @@ async def test_a_pretooluse_hook_session_is_remembered_by_the_server(
     result, rows = await run_with_approver(server, run_with_hook(fake, server, tmp_path, work_dir, "PreToolUse"))
     assert_both_ran(fake, result, work_dir)
     first, second = rows  # a PreToolUse hook sees every call: the server answered the second from its grant
-    assert (first["decided_by"], first["remembered"]) == ("alice", "session")
+    assert (first["decided_by"], first["remembered"]) == ('api (says: "alice")', "session")
     assert second["tool_use_id"] == "toolu_second"
     assert second["decided_via"] == "grant"
     assert second["decided_by"].endswith("allow Bash(touch marker)")
@@ -130,4 +130,4 @@ async def test_a_permission_request_hook_answer_makes_claude_code_stop_asking(
     fake = twice(fake_anthropic)
     result, rows = await run_with_approver(server, run_with_hook(fake, server, tmp_path, work_dir, "PermissionRequest"))
     assert_both_ran(fake, result, work_dir)
-    assert [(row["decided_by"], row["remembered"]) for row in rows] == [("alice", "session")]
+    assert [(row["decided_by"], row["remembered"]) for row in rows] == [('api (says: "alice")', "session")]
