@@ -16,6 +16,8 @@ from typing import Any
 
 import bashlex  # type: ignore[import-untyped]
 
+from approval_server.command_paths import file_words, git_scripts, leaves_directory
+
 MAX_COMMAND = 10_000
 
 
@@ -91,20 +93,12 @@ _FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
 _RISKY_OPTIONS = {
     "find": _FIND_EXEC | {"-delete", "-fprint", "-fprint0", "-fprintf", "-fls"},
     "git": frozenset({"-c", "-C", "--exec-path", "--git-dir", "--work-tree", "--config-env", "--output"})
-    | {"--upload-pack", "--receive-pack", "--ext-diff"},
+    | {"--upload-pack", "--receive-pack", "--ext-diff", "--textconv", "--open-files-in-pager", "-O"},
     "sort": frozenset({"-o", "--output", "--compress-program"}),
     "sed": frozenset({"-i", "--in-place"}),
     "rg": frozenset({"--pre"}),
     "tar": frozenset({"--to-command", "--use-compress-program", "-I", "--checkpoint-action", "--info-script", "-F"}),
 }
-# Commands whose arguments name files they read or write: Read and Edit deny/ask rules apply to those words, as
-# Claude Code applies them to `cat`, `head`, `tail`, `sed` and redirection targets.
-_FILE_COMMANDS = frozenset(
-    {"cat", "tac", "head", "tail", "less", "more", "sed", "awk", "grep", "egrep", "fgrep", "rg", "wc", "sort"}
-    | {"uniq", "cut", "diff", "cmp", "nl", "od", "xxd", "hexdump", "strings", "base64", "cp", "mv", "tee", "touch"}
-    | {"rm", "truncate", "ln", "chmod", "chown", "dd", "source", "."}
-)
-_PATTERN_FIRST = frozenset({"sed", "awk", "grep", "egrep", "fgrep", "rg"})  # first operand: a pattern or a script
 _DIR_CHANGERS = frozenset({"cd", "pushd", "popd"})
 PATTERN_CHARS = re.compile(r"[*?\[{]")
 # Expansions bash performs that bashlex mis-reads or does not report (`$'…'`, `$"…"`, `$[…]`, `((…))`): never allowed.
@@ -350,18 +344,19 @@ def analyse(command: str, depth: int = 0) -> Analysis:
         else:
             allow.append(view)
     views = tuple(view for words in collector.commands for view in _looked_through(words, depth))
+    scripts = tuple(
+        view for seen in views for script in git_scripts(seen.words) for view in analyse(script, depth + 1).views
+    )
+    views += scripts if depth <= 3 else ()
     files = dict.fromkeys(collector.targets, True)
     for seen in views:
-        program = base_name(seen.words[0])
-        if program in _FILE_COMMANDS:
-            operands = [word for word in seen.words[1:] if not word.startswith("-")]
-            for index, word in enumerate(operands):
-                files[word] = files.get(word, False) or not (index == 0 and program in _PATTERN_FIRST)
+        for word, certain in file_words(seen.words):
+            files[word] = files.get(word, False) or certain
     return Analysis(
         views=views,
         allow=tuple(allow),
         files=tuple(files.items()),
-        changes_dir=any(base_name(view.words[0]) in _DIR_CHANGERS for view in views),
+        changes_dir=any(base_name(view.words[0]) in _DIR_CHANGERS or leaves_directory(view.words) for view in views),
         hazard=hazard or collector.hazard or (None if collector.commands else "it runs no command"),
     )
 
