@@ -242,10 +242,10 @@ _Combined = tuple[re.Pattern[str] | None, list[_PathRule]]
 _compile = functools.lru_cache(maxsize=256)(re.compile)  # re's own cache is too small for 1,000 rules
 
 
-def _combine(entries: list[tuple[_PathRule, str]]) -> _Combined:
+def _combine(entries: list[tuple[_PathRule, str]], flags: int) -> _Combined:
     """One regex for many rules; the named group that matched tells which rule."""
     regex = "|".join(f"(?P<r{index}>{pattern})" for index, (_, pattern) in enumerate(entries))
-    return (_compile(regex) if entries else None), [path_rule for path_rule, _ in entries]
+    return (_compile(regex, flags) if entries else None), [path_rule for path_rule, _ in entries]
 
 
 def _first(combined: _Combined, path: str) -> Rule | None:
@@ -260,6 +260,9 @@ class _PathSet:
     Absolute and relative patterns become one regex each. A bare name (`.env`, `*.key`: gitignore's "at any depth")
     covers a path when any segment of it matches, so names are looked up segment by segment instead: wcmatch's regex
     for a leading `**/` backtracks at every character, which made 60 such deny rules cost 0.2 ms a call.
+
+    Deny and ask rules ignore case (`Read(.env)` covers `.ENV`, which is the same file on macOS and Windows file
+    systems): a restriction may over-match, an allow rule may not.
     """
 
     def __init__(self) -> None:
@@ -267,22 +270,27 @@ class _PathSet:
         self._names: dict[str, Rule] = {}
         self._entries: dict[str, list[tuple[_PathRule, str]]] = {"absolute": [], "relative": [], "names": []}
         self._combined: dict[str, _Combined] = {}
+        self._fold = False
 
     def add(self, rule: Rule, spec: str, base_dir: str, home: str) -> None:
         regex, relative, prefix, name = _path_regex(spec, base_dir, home)
         path_rule = _PathRule(rule, relative, prefix)
         self.rules.append(path_rule)
+        self._fold = rule.action != "allow"
         if name and not re.search(r"[*?\[\\]", name):
-            self._names.setdefault(name, rule)
+            self._names.setdefault(name.casefold() if self._fold else name, rule)
         else:
             self._entries["names" if name else "relative" if relative else "absolute"].append((path_rule, regex))
 
     def freeze(self) -> None:
-        self._combined = {kind: _combine(entries) for kind, entries in self._entries.items()}
+        flags = re.IGNORECASE if self._fold else 0
+        self._combined = {kind: _combine(entries, flags) for kind, entries in self._entries.items()}
 
     def _named(self, relative: str) -> Rule | None:
         for segment in relative.split("/") if relative else ():
-            if rule := self._names.get(segment) or _first(self._combined["names"], segment):
+            if rule := self._names.get(segment.casefold() if self._fold else segment) or _first(
+                self._combined["names"], segment
+            ):
                 return rule
         return None
 
