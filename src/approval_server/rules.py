@@ -186,6 +186,8 @@ def _target(raw: object, cwd: str | None, home: str, *, searched: bool = False, 
         relative = posixpath.normpath(raw)
         relative = "" if relative == "." else None if relative.split("/")[0] == ".." else relative
         absolute = _normalise(f"{cwd}/{raw}") if cwd is not None else None
+        if relative is None and cwd is not None and absolute is not None and _inside(absolute, cwd):
+            relative = absolute[len(cwd) :].lstrip("/")  # `../proj/.env` from /proj is `.env`
     return _Target(absolute, relative, cwd is not None, searched, allowable)
 
 
