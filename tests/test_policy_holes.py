@@ -4,6 +4,7 @@ git, pagers, scripts, globs, quoting and other spellings, is denied or asked, ne
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,23 @@ def test_the_example_never_lets_the_agent_write_code_then_run_it_unasked(agent: 
         if EXAMPLE.evaluate("Bash", {"command": command}, agent=agent, cwd=CWD).action == "allow"
     ]
     assert not (writes and runs), (writes, runs)
+
+
+def test_a_symlink_out_of_an_allowed_folder_is_not_allowed_by_its_rule(tmp_path: Path) -> None:
+    project, outside = tmp_path / "proj", tmp_path / "home"
+    (project / "src").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "id_rsa").write_text("secret")
+    (project / "src" / "key").symlink_to(outside / "id_rsa")
+    (project / "src" / "ok.py").write_text("")
+    rules = RuleSet.from_toml('[permissions]\nallow = ["Read(./src/**)", "Edit(./src/**)"]')
+    for tool in ("Read", "Edit"):
+        assert rules.evaluate(tool, {"file_path": str(project / "src/key")}, cwd=str(project)).action == "ask"
+        assert rules.evaluate(tool, {"file_path": str(project / "src/ok.py")}, cwd=str(project)).action == "allow"
+
+
+def test_a_symlink_to_a_denied_file_is_denied(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("KEY=1")
+    (tmp_path / "notes.txt").symlink_to(tmp_path / ".env")
+    assert EXAMPLE.evaluate("Read", {"file_path": str(tmp_path / "notes.txt")}, cwd=str(tmp_path)).action == "deny"
+    assert EXAMPLE.evaluate("Bash", {"command": "cat notes.txt"}, cwd=str(tmp_path)).action == "deny"

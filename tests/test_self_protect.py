@@ -129,3 +129,14 @@ async def test_the_real_server_denies_reading_its_token_even_when_the_policy_all
             | {"tool_input": {"file_path": str(tmp_path / "notes.txt")}},
         )
         assert allowed.json()["hookSpecificOutput"]["permissionDecision"] == "allow"
+
+
+def test_a_symlink_in_the_agents_folder_to_the_files_is_followed(tmp_path: Path) -> None:
+    data, project = tmp_path / "data", tmp_path / "proj"
+    data.mkdir()
+    project.mkdir()
+    (project / "notes").symlink_to(data)
+    protection = SelfProtection([data])
+    verdict = protection.check("Bash", {"command": "cat notes/api-token"}, str(project))
+    assert verdict is not None
+    assert verdict.action == "deny"

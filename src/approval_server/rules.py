@@ -191,6 +191,20 @@ def _target(raw: object, cwd: str | None, home: str, *, searched: bool = False, 
     return _Target(absolute, relative, cwd is not None, searched, allowable)
 
 
+def _real(target: _Target, cwd: str | None, home: str) -> _Target | None:
+    """Where the target really is, if a symlink takes it elsewhere and the server sees the agent's folder (the same
+    machine): rules are checked against both, so a link inside an allowed folder allows nothing outside it."""
+    if target.absolute is None or cwd is None or not os.path.isdir(cwd):
+        return None
+    try:
+        real, real_cwd = os.path.realpath(target.absolute, strict=False), os.path.realpath(cwd)
+    except (OSError, ValueError):  # a loop or an unreadable folder: allow nothing through it
+        return _Target(None, None, True, target.searched, False)
+    if real == target.absolute and real_cwd == cwd:
+        return None
+    return _target(real, real_cwd, home, searched=target.searched, allowable=target.allowable)
+
+
 def _path_pattern(spec: str, base_dir: str, home: str) -> tuple[str, bool, str]:
     """A `Read(…)`/`Edit(…)` specifier as a wcmatch pattern, whether it is relative to the cwd, and its prefix.
 
@@ -569,10 +583,12 @@ class RuleSet:
     def _file_targets(self, analysis: Analysis, cwd: str | None) -> list[tuple[str, bool, _Target]]:
         """The files a command names (`cat .env`, `> ~/.bashrc`), which Read and Edit deny/ask rules also cover."""
         base = None if analysis.changes_dir else cwd
-        return [
-            (word, certain, _target(None if PATTERN_CHARS.search(word) else word, base, self._home))
-            for word, certain in analysis.files
-        ]
+        targets = []
+        for word, certain in analysis.files:
+            target = _target(None if PATTERN_CHARS.search(word) else word, base, self._home)
+            real = _real(target, base, self._home)
+            targets += [(word, certain, target)] + ([(word, certain, real)] if real else [])
+        return targets
 
     @staticmethod
     def _file_rule(index: _Index, files: list[tuple[str, bool, _Target]]) -> Verdict | None:
@@ -594,21 +610,27 @@ class RuleSet:
         contained = pattern is None or (
             isinstance(pattern, str) and not pattern.startswith(("/", "~")) and ".." not in pattern.split("/")
         )
-        target = _target(raw, cwd, self._home, searched=tool_name == "Grep", allowable=contained)
+        seen = _target(raw, cwd, self._home, searched=tool_name == "Grep", allowable=contained)
+        targets = [seen, *filter(None, [_real(seen, cwd, self._home)])]
         # A Read deny rule also blocks the Edit tool on the same path, as in Claude Code (v2.1.208 and later).
         checks: tuple[tuple[Action, str], ...] = (("deny", family), ("ask", family))
         if tool_name in ("Edit", "MultiEdit"):
             checks = (("deny", family), ("deny", "Read"), ("ask", family))
         for action, checked in checks:
-            if rule := table[action].tool(tool_name) or table[action].paths[checked].match(target):
-                return _verdict(rule)
+            for target in targets:
+                if rule := table[action].tool(tool_name) or table[action].paths[checked].match(target):
+                    return _verdict(rule)
         for action, checked in checks:
-            if rule := table[action].paths[checked].possible(target):
-                return _ask(f"Not allowed automatically: {rule.label} may cover what this touches.")
+            for target in targets:
+                if rule := table[action].paths[checked].possible(target):
+                    return _ask(f"Not allowed automatically: {rule.label} may cover what this touches.")
         if rule := table["allow"].tool(tool_name):
             return _verdict(rule)
-        if target.allowable and (rule := table["allow"].paths[family].match(target)):
-            return _verdict(rule)
+        allowed = [table["allow"].paths[family].match(target) if target.allowable else None for target in targets]
+        if all(allowed) and allowed[0]:
+            return _verdict(allowed[0])
+        if allowed[0]:
+            return _ask("Not allowed automatically: a symbolic link takes this path out of the folder its rule allows.")
         return _ask()
 
     def _web(self, table: _Table, url: object) -> Verdict:

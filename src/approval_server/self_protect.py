@@ -129,17 +129,18 @@ class SelfProtection:
             if cwd is None or not cwd.startswith("/"):
                 return self._suffix(word)
             word = f"{cwd}/{word}"
-        path = _fold(posixpath.normpath(word))
-        if path.startswith("//"):
-            path = path[1:]
-        if not _GLOB.search(path):
+        path = posixpath.normpath(word)
+        path = path[1:] if path.startswith("//") else path
+        if _GLOB.search(path):
+            return _glob_match(_fold(path), self._paths)
+        result = None
+        for seen in {_fold(path), _fold(_realpath(path))}:  # a symlink in the agent's folder may lead to them
             for protected in self._paths:
-                if path == protected or path.startswith(protected + "/"):
+                if seen == protected or seen.startswith(protected + "/"):
                     return _Match(True)
-                if protected.startswith(path.rstrip("/") + "/"):
-                    return _Match(False)
-            return None
-        return _glob_match(path, self._paths)
+                if protected.startswith(seen.rstrip("/") + "/"):
+                    result = _Match(False)
+        return result
 
     def _suffix(self, word: str) -> _Match | None:
         """A relative word with no working directory to place it: it counts if it ends like a protected path."""
@@ -155,6 +156,13 @@ class SelfProtection:
                 if len(parts) > 1 or parts[0] in _OWN_NAMES:
                     return _Match(True)
         return None
+
+
+def _realpath(path: str) -> str:
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return path
 
 
 def _fold(path: str) -> str:
