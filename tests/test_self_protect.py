@@ -140,3 +140,11 @@ def test_a_symlink_in_the_agents_folder_to_the_files_is_followed(tmp_path: Path)
     verdict = protection.check("Bash", {"command": "cat notes/api-token"}, str(project))
     assert verdict is not None
     assert verdict.action == "deny"
+
+
+def test_an_owners_deny_still_wins_over_the_built_in_ask() -> None:
+    policy = RulesPolicy(
+        RuleSet.from_toml('[permissions]\ndeny = ["Bash(rm:*)"]'), SelfProtection(PROTECTED, home=HOME)
+    )
+    verdict = policy.evaluate(ToolCall(tool_name="Bash", input={"command": "rm -rf /"}, cwd="/home/dev/proj"))
+    assert (verdict.action, verdict.rule) == ("deny", "policy.toml:2 deny Bash(rm:*)")

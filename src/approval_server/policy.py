@@ -36,6 +36,8 @@ class RulesPolicy:
         self.protection = protection
 
     def evaluate(self, call: ToolCall) -> Verdict:
-        if self.protection is not None and (verdict := self.protection.check(call.tool_name, call.input, call.cwd)):
-            return verdict
-        return self.rules.evaluate(call.tool_name, call.input, agent=call.agent, cwd=call.cwd)
+        built_in = self.protection.check(call.tool_name, call.input, call.cwd) if self.protection else None
+        if built_in is not None and built_in.action == "deny":
+            return built_in
+        verdict = self.rules.evaluate(call.tool_name, call.input, agent=call.agent, cwd=call.cwd)
+        return verdict if built_in is None or verdict.action == "deny" else built_in

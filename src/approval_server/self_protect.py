@@ -39,6 +39,9 @@ _GLOB = re.compile(r"[*?\[]")
 # Where a path may start inside a word: `--file=PATH`, `REV:PATH`, `host:PATH`, `if=PATH`.
 _SEPARATORS = re.compile(r"[=:,]")
 _MAX_STRINGS = 2_000
+_MAX_REAL = 2_000  # words resolved through symlinks (each costs system calls): a call with more asks
+_PATHLIKE = re.compile(r"[/~$*?\[{]")
+_FILE_TOOLS = frozenset({"Read", "Write", "Edit", "MultiEdit", "NotebookEdit", "NotebookRead", "Glob", "Grep", "LS"})
 _OWN_NAMES = frozenset({"api-token", "mcp-token", "dashboard-token", "approval.db", "approval-server"})
 
 
@@ -79,16 +82,32 @@ class SelfProtection:
         reach inside (a Grep or a recursive command over it); None otherwise."""
         folder = False
         places = [cwd, *self._directories(tool_name, tool_input, cwd)]
+        near = [place for place in places if place is None or self._near(place)]
+        real = tool_name == "Bash" or tool_name in _FILE_TOOLS  # on this machine: symlinks count
+        checked: set[str] = set()
         for word in self._words(tool_name, tool_input):
             for candidate in _candidates(word):
-                for place in places:
-                    match = self._match(candidate, place)
+                if candidate in checked:
+                    continue
+                checked.add(candidate)
+                # A word with no `/`, `~`, `$` or glob is a child of its folder: it matters only near the files,
+                # or (on this machine) as a symlink.
+                plain = not real and not _PATHLIKE.search(candidate) and candidate != ".."
+                for place in near if plain else places:
+                    match = self._match(candidate, place, real=real)
                     if match and match.exact:
                         return Verdict("deny", RULE, _REASON.format(rule=RULE))
                     folder = folder or match is not None
+        if real and len(checked) > _MAX_REAL:
+            return Verdict("ask", RULE, f"Too many words to check against approval-server's own files ({RULE}).")
         if folder and (tool_name in ("Grep", "Glob") or (tool_name == "Bash" and _recursive(tool_input))):
             return Verdict("ask", RULE, f"It may reach approval-server's own files ({RULE}).")
         return None
+
+    def _near(self, place: str) -> bool:
+        """Whether a child of this folder may be a protected path or hold one (or the folder is inside one)."""
+        folded = _fold(posixpath.normpath(place)).rstrip("/") + "/"
+        return any(protected.startswith(folded) or folded.startswith(protected + "/") for protected in self._paths)
 
     def _directories(self, tool_name: str, tool_input: object, cwd: str | None) -> list[str]:
         """The folders a Bash command moves to (`cd DIR && cat .env`), where its relative words may also be."""
@@ -120,7 +139,7 @@ class SelfProtection:
                 yield pattern if pattern.startswith(("/", "~")) else f"{base or '.'}/{pattern}"
         yield from _strings(tool_input)
 
-    def _match(self, word: str, cwd: str | None) -> _Match | None:
+    def _match(self, word: str, cwd: str | None, *, real: bool) -> _Match | None:
         word = _HOME.sub(self._home, word)
         if word == "~" or word.startswith("~/"):
             word = self._home + word[1:]
@@ -134,7 +153,7 @@ class SelfProtection:
         if _GLOB.search(path):
             return _glob_match(_fold(path), self._paths)
         result = None
-        for seen in {_fold(path), _fold(_realpath(path))}:  # a symlink in the agent's folder may lead to them
+        for seen in {_fold(path), _fold(_realpath(path) if real else path)}:  # a symlink may lead to them
             for protected in self._paths:
                 if seen == protected or seen.startswith(protected + "/"):
                     return _Match(True)
