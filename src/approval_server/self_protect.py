@@ -34,6 +34,8 @@ _REASON = (
 )
 _VARIABLE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
 _HOME = re.compile(r"\$\{?HOME\}?(?=/|$)")
+# What the shell expands that this cannot: `$'…'`, `$"…"`, `$(…)`, `` `…` ``, `~user`; it may be any folder.
+_EXPANSION = re.compile(r"\$'[^']*'|\$\"[^\"]*\"|\$\([^)]*\)|`[^`]*`|^~[^/]+")
 _BRACES = re.compile(r"\{[^{}]*\}")
 _GLOB = re.compile(r"[*?\[]")
 # Where a path may start inside a word: `--file=PATH`, `REV:PATH`, `host:PATH`, `if=PATH`.
@@ -115,8 +117,8 @@ class SelfProtection:
             return []
         places = []
         for view in analyse(tool_input["command"]).views:
-            if view.words[0] in ("cd", "pushd") and len(view.words) > 1:
-                target = _HOME.sub(self._home, view.words[-1])
+            if view.words[0] in ("cd", "pushd"):
+                target = _HOME.sub(self._home, view.words[-1] if len(view.words) > 1 else "~")
                 target = self._home + target[1:] if target == "~" or target.startswith("~/") else target
                 if target.startswith("/") or cwd is not None:
                     places.append(posixpath.normpath(posixpath.join(cwd or "/", target)))
@@ -143,7 +145,9 @@ class SelfProtection:
         word = _HOME.sub(self._home, word)
         if word == "~" or word.startswith("~/"):
             word = self._home + word[1:]
-        word = _BRACES.sub("*", _VARIABLE.sub("*", word))
+        word = _BRACES.sub("*", _VARIABLE.sub("*", _EXPANSION.sub("*", word)))
+        if word.startswith("*") and (found := self._suffix(word)):  # `$'\x7e'/.local/…`: any folder may lead
+            return found
         if not word.startswith("/"):
             if cwd is None or not cwd.startswith("/"):
                 return self._suffix(word)
@@ -169,6 +173,8 @@ class SelfProtection:
         for protected in self._paths:
             for end in range(len(parts), 0, -1):
                 head = "/" + "/".join(parts[:end])
+                if all(_GLOB.search(part) for part in parts[:end]):  # `$(pwd)/x`: nothing literal to compare
+                    break
                 if not (fnmatch.fnmatchcase(protected, "*" + head) if _GLOB.search(head) else protected.endswith(head)):
                     continue
                 # One bare name is too common to count (`.env`, `policy.toml`), unless it is the server's own.
