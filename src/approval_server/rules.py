@@ -9,7 +9,8 @@ the only I/O is reading the file.
 Where Claude Code's documentation leaves room, this module takes the stricter reading (each case is noted where it is
 decided). A Bash command is allowed only if a real shell parser (bashlex) splits it into simple commands that are each
 allowed, and it holds nothing whose effect the text does not show: expansions, assignments, redirections to files,
-heredocs, function definitions. A path is allowed only when it is lexically inside an allowed pattern and has no `..`.
+heredocs, function definitions. A path is allowed only when it is lexically inside an allowed pattern, has no `..`
+and (where the server sees the folder) does not leave it through a symlink; deny and ask path rules ignore case.
 A URL is allowed only when its host parses one way.
 """
 

@@ -3,7 +3,8 @@
 The data directory (tokens, SQLite database), the settings file, the user's configuration folder and the policy file
 decide what the gate does; an agent that reads a token can answer its own requests, and one that writes the policy
 can allow itself anything. Any tool call that names one of them is denied, whatever the owner's rules or an
-approver's grants say (both are consulted only after this).
+approver's grants say (both are consulted only after this). One that names a folder holding them in a way that may
+reach inside (`grep -r x ~`) asks a human, unless the owner's policy denies it.
 
 A path is compared after `~`, `$HOME` and the request's working directory are applied, `.` and `..` resolved, and
 case folded (macOS and Windows file systems ignore case; a deny may over-match). A word with a glob (`*`, `?`, `[`,
