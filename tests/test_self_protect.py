@@ -93,6 +93,8 @@ def _rule(tool: str) -> str:
 def test_a_recursive_command_over_a_folder_holding_them_asks_a_human() -> None:
     assert _verdict("Bash", {"command": "grep -r token ~/.local"}) == ("ask", RULE)
     assert _verdict("Grep", {"path": HOME, "pattern": "token"}) == ("ask", RULE)
+    assert _verdict("Glob", {"path": HOME, "pattern": "**/*.py"}) == ("ask", RULE)
+    assert _verdict("Glob", {"path": "/home/dev/proj", "pattern": "**/*.py"}) == ("allow", "policy.toml:3 allow Read")
 
 
 def test_a_relative_path_without_a_working_directory_is_placed_by_its_end() -> None:

@@ -207,14 +207,18 @@ def _candidates(word: str) -> Iterator[str]:
 
 
 def _glob_match(pattern: str, protected: tuple[str, ...]) -> _Match | None:
-    """Whether a glob could match a protected path (or something in it), or a folder holding one."""
+    """Whether a glob could match a protected path (or something in it), or a folder holding one. A `**` (Glob's
+    any depth; in Bash only with `shopt -s globstar`, which rules never allow) counts as a folder holding one."""
     segments = pattern.strip("/").split("/")
     result = None
     for path in protected:
         parts = path.strip("/").split("/")
         for index, segment in enumerate(segments):
-            if segment == "**" or index >= len(parts):
+            if index >= len(parts):
                 return _Match(True)
+            if segment == "**":
+                result = _Match(False)
+                break
             if not fnmatch.fnmatchcase(parts[index], segment):
                 break
         else:
