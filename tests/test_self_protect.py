@@ -79,6 +79,7 @@ def test_a_call_naming_the_servers_files_is_denied_whatever_the_policy(
         ("Bash", {"command": "ls ~/.local/share"}),
         ("Bash", {"command": "cat $(pwd)/src/app.py"}),
         ("Read", {"file_path": "/srv/gate/README.md"}),
+        ("Write", {"file_path": "/home/dev/proj/docs.md", "content": "Tokens live in ~/.local/share/approval-server."}),
         ("mcp__files__read", {"path": "/home/dev/proj/approval-server/notes.md"}),
     ],
 )
@@ -87,7 +88,7 @@ def test_other_calls_go_to_the_owners_policy(tool: str, tool_input: dict[str, ob
 
 
 def _rule(tool: str) -> str:
-    return "Read" if tool == "Read" else "mcp__files"
+    return {"Read": "Read", "Write": "Edit"}.get(tool, "mcp__files")
 
 
 def test_a_recursive_command_over_a_folder_holding_them_asks_a_human() -> None:

@@ -135,11 +135,17 @@ class SelfProtection:
                 yield word
             yield from command.split()  # what the parser may have mis-read: the raw words too
             return
-        if isinstance(tool_input, dict) and tool_name == "Glob":
+        if isinstance(tool_input, dict) and tool_name in _FILE_TOOLS:  # the path, not what is written to it
             base = tool_input.get("path")
             pattern = tool_input.get("pattern")
-            if isinstance(pattern, str):
+            if tool_name == "Glob" and isinstance(pattern, str):
                 yield pattern if pattern.startswith(("/", "~")) else f"{base or '.'}/{pattern}"
+            for key in ("file_path", "notebook_path", "path"):
+                if isinstance(value := tool_input.get(key), str):
+                    yield value
+            if tool_name in ("Glob", "Grep") and base is None:
+                yield "."  # they search the working directory
+            return
         yield from _strings(tool_input)
 
     def _match(self, word: str, cwd: str | None, *, real: bool) -> _Match | None:
