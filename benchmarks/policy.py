@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from approval_server import rules
+from approval_server import shell
 from approval_server.rules import RuleSet
 
 RULES = 1000
@@ -213,7 +213,7 @@ def main() -> int:
         print(f"    {name:16} p50 {part[0]:7.1f} µs   p99 {part[1]:7.1f} µs   max {part[2]:7.1f} µs")
 
     def forget(call: Call) -> None:
-        rules._analyse.cache_clear()
+        shell.analyse.cache_clear()
 
     bash_calls = MIX[: len(BASH)]
     cold = timed(rule_set, bash_calls, args.cold_rounds, forget)

@@ -228,3 +228,9 @@ def test_setup_template_explains_a_bad_config(tmp_path: Path, fake: FakeTwilio) 
     bad.write_text("{not json")
     assert "is not valid JSON" in cli("setup-template", cwd=tmp_path).stderr
     assert fake.contents == []
+
+
+def test_doctor_warns_that_the_servers_files_are_in_the_agents_reach(tmp_path: Path) -> None:
+    result = cli("doctor", cwd=tmp_path, env={"SERVER_PORT": "9"})
+    assert "can be read by this user" in result.stdout
+    assert "deploy/approval-server.service" in result.stdout

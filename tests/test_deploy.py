@@ -300,3 +300,21 @@ def test_the_readme_explains_the_team_set_up() -> None:
     for name in REQUIRED:
         assert f"\n{name}=" in section
     assert Path("deploy/haproxy.cfg").as_posix() in section
+
+
+def test_the_systemd_unit_runs_the_server_as_its_own_user_with_its_files_out_of_reach() -> None:
+    lines = (REPO / "deploy" / "approval-server.service").read_text().splitlines()
+    settings: dict[str, list[str]] = {}
+    for line in lines:
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    assert settings["User"] == settings["Group"] == ["approval-server"]
+    assert settings["ProtectHome"] == ["yes"]
+    assert settings["UMask"] == ["0077"]
+    state = f"/var/lib/{settings['StateDirectory'][0]}"
+    assert f"APPROVAL_DATA_DIR={state}" in settings["Environment"]
+    assert settings["WorkingDirectory"] == [state]
+    config = f"/etc/{settings['ConfigurationDirectory'][0]}"
+    assert settings["ExecStart"][0].endswith(f"serve --env-file {config}/env")
+    assert f"POLICY_FILE={config}/policy.toml" in settings["Environment"]

@@ -41,7 +41,7 @@ async def test_rules_allow_and_deny_at_once_and_are_audited(
         )
         denied = single_text_json(
             await asyncio.wait_for(
-                mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "git status && rm -rf ~"}}), 5
+                mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "git status && rm -rf build"}}), 5
             )
         )
         waiting = asyncio.create_task(
@@ -61,7 +61,7 @@ async def test_rules_allow_and_deny_at_once_and_are_audited(
     assert by_command["npm test"]["status"] == "allowed"
     assert by_command["npm test"]["decided_via"] == "policy"
     assert by_command["npm test"]["decided_by"] == "policy.toml:2 allow Bash(npm test)"
-    assert by_command["git status && rm -rf ~"]["decided_by"] == "policy.toml:3 deny Bash(rm:*)"
+    assert by_command["git status && rm -rf build"]["decided_by"] == "policy.toml:3 deny Bash(rm:*)"
     assert by_command["git status; curl x | sh"]["status"] == "pending"  # a prefix rule never allows a compound
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import bashlex  # type: ignore[import-untyped]
 import pytest
 
+from approval_server import shell
 from approval_server.errors import ConfigError
 from approval_server.rules import RuleSet, load_rules
 from tests.support import REPO
@@ -724,11 +725,9 @@ def test_an_unreadable_file_is_an_error(tmp_path: Path) -> None:
     ],
 )
 def test_plain_commands_skip_the_parser_and_agree_with_it(command: str) -> None:
-    from approval_server import rules
-
-    plain = rules._plain_words(command)
+    plain = shell._plain_words(command)
     assert plain is not None
-    collector = rules._Collector()
+    collector = shell._Collector()
     for tree in bashlex.parse(command):
         collector.walk(tree)
     assert collector.commands == [plain]
@@ -741,6 +740,4 @@ def test_plain_commands_skip_the_parser_and_agree_with_it(command: str) -> None:
     ["for x in a; do ls; done", "X=1 ls", "time ls", "ls; rm", "ls > f", "ls $HOME", "ls *", "ls 'a b'", "ls\tx", ""],
 )
 def test_anything_else_goes_to_the_parser(command: str) -> None:
-    from approval_server import rules
-
-    assert rules._plain_words(command) is None
+    assert shell._plain_words(command) is None

@@ -65,7 +65,7 @@ def serve(
         overrides["server_host"] = host
     if port is not None:
         overrides["server_port"] = port
-    run_server(_settings(env_file, **overrides))
+    run_server(_settings(env_file, **overrides), env_file if env_file.exists() else None)
 
 
 @app.command("requests")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
 import stat
 from collections.abc import Callable
@@ -15,6 +17,16 @@ from approval_server.errors import ApprovalServerError, ConfigError
 from approval_server.rules import load_rules
 from approval_server.security import load_tokens
 from approval_server.store import Store
+
+
+def _reachable(settings: Settings, env_file: Path) -> str | None:
+    """The first of the server's files that the user running this check can read or write, if any."""
+    files = [settings.approval_data_dir / name for name in ("api-token", "mcp-token", "dashboard-token")]
+    files += [settings.approval_data_dir, env_file]
+    for path in files:
+        if path.exists() and os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            return str(path)
+    return None
 
 
 def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
@@ -57,6 +69,12 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
             if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o077:
                 problem(f"{path} can be read by other users: run  chmod 600 {path}")
         ok(f"tokens ready in {settings.approval_data_dir}" + (" (created now)" if created else ""))
+        if reachable := _reachable(settings, env_file):
+            echo(
+                f"  warn  {reachable} can be read by this user ({getpass.getuser()}): an agent running as this user "
+                "is refused them by the server's built-in rule, but a program the agent starts outside the gate is "
+                "not. Strongest: run the server as its own user (deploy/approval-server.service, docs/security.md)."
+            )
 
     try:
         policy_path = settings.policy_path

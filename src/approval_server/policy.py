@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from approval_server.models import ToolCall
 
-if TYPE_CHECKING:  # rules imports Verdict from here
+if TYPE_CHECKING:  # rules and self_protect import Verdict from here
     from approval_server.rules import RuleSet
+    from approval_server.self_protect import SelfProtection
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,17 @@ class Policy(Protocol):
 
 
 class RulesPolicy:
-    """The policy of a rules file (or of the built-in default set)."""
+    """The policy of a rules file (or of the built-in default set), after the server's built-in self-protection,
+    which no rule of the file (and, since the broker consults grants only when no rule decided, no grant) overrides.
+    """
 
-    def __init__(self, rules: RuleSet) -> None:
+    def __init__(self, rules: RuleSet, protection: SelfProtection | None = None) -> None:
         self.rules = rules
+        self.protection = protection
 
     def evaluate(self, call: ToolCall) -> Verdict:
-        return self.rules.evaluate(call.tool_name, call.input, agent=call.agent, cwd=call.cwd)
+        built_in = self.protection.check(call.tool_name, call.input, call.cwd) if self.protection else None
+        if built_in is not None and built_in.action == "deny":
+            return built_in
+        verdict = self.rules.evaluate(call.tool_name, call.input, agent=call.agent, cwd=call.cwd)
+        return verdict if built_in is None or verdict.action == "deny" else built_in

@@ -9,7 +9,8 @@ the only I/O is reading the file.
 Where Claude Code's documentation leaves room, this module takes the stricter reading (each case is noted where it is
 decided). A Bash command is allowed only if a real shell parser (bashlex) splits it into simple commands that are each
 allowed, and it holds nothing whose effect the text does not show: expansions, assignments, redirections to files,
-heredocs, function definitions. A path is allowed only when it is lexically inside an allowed pattern and has no `..`.
+heredocs, function definitions. A path is allowed only when it is lexically inside an allowed pattern, has no `..`
+and (where the server sees the folder) does not leave it through a symlink; deny and ask path rules ignore case.
 A URL is allowed only when its host parses one way (see `weburl`).
 """
 
@@ -21,17 +22,15 @@ import posixpath
 import re
 import shlex
 import tomllib
-import unicodedata
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import bashlex  # type: ignore[import-untyped]
 from wcmatch import glob
 
 from approval_server.errors import ConfigError
 from approval_server.policy import Verdict
+from approval_server.shell import CONTROL, PATTERN_CHARS, Analysis, Argv, analyse
 from approval_server.weburl import host_named, web_host
 
 Action = Literal["allow", "deny", "ask"]
@@ -48,7 +47,6 @@ _FAMILY = {**dict.fromkeys(READ_TOOLS, "Read"), **dict.fromkeys(EDIT_TOOLS, "Edi
 DEFAULT_ALLOW = ("Read(./**)", "TodoWrite")
 
 _GLOB_FLAGS = glob.GLOBSTAR | glob.DOTGLOB | glob.FORCEUNIX
-_MAX_COMMAND = 10_000
 
 
 @dataclass(frozen=True)
@@ -87,370 +85,6 @@ def _verdict(rule: Rule) -> Verdict:
 def _ask(reason: str | None = None) -> Verdict:
     """An ask with no rule; the reason tells the human why nothing could allow it."""
     return Verdict(action="ask", reason=reason)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Bash: splitting a command into simple commands with bashlex, and what each of them really runs
-
-
-@dataclass(frozen=True)
-class _Argv:
-    """A simple command's words, quotes removed, and the same joined by NUL for the rule regexes."""
-
-    words: tuple[str, ...]
-    joined: str = field(init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "joined", "\0".join(self.words))
-
-
-@dataclass(frozen=True)
-class _Analysis:
-    views: tuple[_Argv, ...]  # every simple command, also looked through wrappers: what deny and ask rules see
-    allow: tuple[tuple[_Argv, bool], ...]  # per simple command: what an allow rule must match, and "exact rule only"
-    files: tuple[tuple[str, bool], ...]  # words naming files that commands read or write, and "surely a file"
-    changes_dir: bool  # a `cd`, `pushd` or `popd` makes relative file words unresolvable
-    hazard: str | None  # why no allow rule may allow it, if anything
-
-
-# Process wrappers Claude Code strips before matching (its docs list exactly these), so `Bash(npm test *)` allows
-# `timeout 30 npm test`. Value: (flags, options that take an argument, positional arguments before the command).
-_STRIPPED: dict[str, tuple[frozenset[str], frozenset[str], int]] = {
-    "timeout": (
-        frozenset({"--preserve-status", "--foreground", "-v", "--verbose"}),
-        frozenset({"-k", "-s", "--kill-after", "--signal"}),
-        1,
-    ),
-    "time": (frozenset({"-p"}), frozenset(), 0),
-    "nice": (frozenset(), frozenset({"-n", "--adjustment"}), 0),
-    "nohup": (frozenset(), frozenset(), 0),
-    "stdbuf": (frozenset(), frozenset({"-i", "-o", "-e", "--input", "--output", "--error"}), 0),
-}
-# Commands that run another command or change the shell itself. Allowing one needs an exact rule (no `*`), as Claude
-# Code asks for `watch`, `setsid`, `ionice` and `flock`; stricter than Claude Code for `xargs`, which it strips. Deny
-# and ask rules look through the ones in `_WRAPPERS` at the command they run.
-_WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
-    "sudo": (frozenset({"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "-T", "-R", "--user", "--group"}), 0),
-    "doas": (frozenset({"-u", "-C"}), 0),
-    "env": (frozenset({"-u", "-C", "-S", "--unset", "--chdir", "--split-string"}), 0),
-    "xargs": (
-        frozenset({"-a", "-d", "-E", "-I", "-L", "-n", "-P", "-s", "--arg-file", "--delimiter", "--max-args"}),
-        0,
-    ),
-    "command": (frozenset(), 0),
-    "builtin": (frozenset(), 0),
-    "exec": (frozenset({"-a"}), 0),
-    "ionice": (frozenset({"-c", "-n", "-p", "-P", "-u"}), 0),
-    "setsid": (frozenset(), 0),
-    "chroot": (frozenset({"--userspec", "--groups"}), 1),
-    "flock": (frozenset({"-w", "-E", "--timeout", "--conflict-exit-code"}), 1),
-    "watch": (frozenset({"-n", "--interval", "-d"}), 0),
-    "strace": (frozenset({"-o", "-e", "-p", "-s", "-u"}), 0),
-    "ltrace": (frozenset({"-o", "-e", "-p", "-s", "-u"}), 0),
-    "nsenter": (frozenset({"-t", "--target"}), 0),
-    "unshare": (frozenset(), 0),
-    "busybox": (frozenset(), 0),
-    "unbuffer": (frozenset(), 0),
-}
-_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "csh", "tcsh", "su", "runuser"})
-_SHELL_STATE = frozenset(
-    {"eval", "source", ".", "alias", "unalias", "enable", "hash", "set", "shopt", "trap", "export", "declare"}
-    | {"typeset", "local", "readonly", "unset", "cd", "pushd", "popd", "umask", "ulimit", "let", "fc", "bind"}
-)
-_EXACT_ONLY = frozenset(_WRAPPERS) | _SHELLS | _SHELL_STATE
-_FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
-# Options that make a command run programs or write files: with one, only a rule without `*` allows the command, so
-# `Bash(git log *)` does not allow `git log --output=~/.bashrc` (Claude Code does the same for `find -exec`/`-delete`).
-# Scripts (sed, awk) are not read: a prefix rule for such a command allows whatever its script can do.
-_RISKY_OPTIONS = {
-    "find": _FIND_EXEC | {"-delete", "-fprint", "-fprint0", "-fprintf", "-fls"},
-    "git": frozenset({"-c", "-C", "--exec-path", "--git-dir", "--work-tree", "--config-env", "--output"})
-    | {"--upload-pack", "--receive-pack", "--ext-diff"},
-    "sort": frozenset({"-o", "--output", "--compress-program"}),
-    "sed": frozenset({"-i", "--in-place"}),
-    "rg": frozenset({"--pre"}),
-    "tar": frozenset({"--to-command", "--use-compress-program", "-I", "--checkpoint-action", "--info-script", "-F"}),
-}
-# Commands whose arguments name files they read or write: Read and Edit deny/ask rules apply to those words, as
-# Claude Code applies them to `cat`, `head`, `tail`, `sed` and redirection targets.
-_FILE_COMMANDS = frozenset(
-    {"cat", "tac", "head", "tail", "less", "more", "sed", "awk", "grep", "egrep", "fgrep", "rg", "wc", "sort"}
-    | {"uniq", "cut", "diff", "cmp", "nl", "od", "xxd", "hexdump", "strings", "base64", "cp", "mv", "tee", "touch"}
-    | {"rm", "truncate", "ln", "chmod", "chown", "dd", "source", "."}
-)
-_PATTERN_FIRST = frozenset({"sed", "awk", "grep", "egrep", "fgrep", "rg"})  # first operand: a pattern or a script
-_DIR_CHANGERS = frozenset({"cd", "pushd", "popd"})
-_PATTERN_CHARS = re.compile(r"[*?\[{]")
-# Expansions bash performs that bashlex mis-reads or does not report (`$'…'`, `$"…"`, `$[…]`, `((…))`): never allowed.
-_OPAQUE = re.compile(r"\$[({\['\"]|`|\(\(")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def _base(word: str) -> str:
-    return word.rsplit("/", 1)[-1]
-
-
-def _odd_character(command: str) -> str | None:
-    """A control or invisible character (`\\r`, U+2028, bidi overrides…) that could make the text lie about the run."""
-    if command.isascii():
-        found = _CONTROL.search(command)
-        return found[0] if found else None
-    for char in command:
-        if char not in "\n\t" and unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"):
-            return char
-    return None
-
-
-def _unwrap(words: tuple[str, ...], *, strict: bool) -> tuple[str, ...] | None:
-    """The command a wrapper runs. `strict` (for allowing) refuses any option it does not know."""
-    name = _base(words[0])
-    if name in _STRIPPED:
-        flags, with_argument, positional = _STRIPPED[name]
-    else:
-        flags, (with_argument, positional) = frozenset(), _WRAPPERS[name]
-    index = 1
-    while index < len(words) and words[index].startswith("-") and words[index] != "-":
-        word = words[index]
-        index += 1
-        if word == "--":
-            break
-        known = word in flags or (name == "nice" and word[1:].isdigit()) or _attached(word, with_argument)
-        if word in with_argument:
-            index += 1
-        elif strict and not known:
-            return None
-    if name == "env":
-        while index < len(words) and "=" in words[index]:
-            index += 1
-    index += positional
-    return words[index:] or None
-
-
-def _attached(word: str, options: frozenset[str]) -> bool:
-    """`-k5` or `--signal=KILL`: an option given with its argument in the same word."""
-    return any(
-        word.startswith(option + "=") if option.startswith("--") else word.startswith(option) and len(word) > 2
-        for option in options
-    )
-
-
-def _shell_script(words: tuple[str, ...]) -> str | None:
-    """The script of `sh -c '…'`, `bash -lc '…'`, `su root -c '…'`."""
-    for index, word in enumerate(words[1:], 1):
-        if word.startswith("--command="):
-            return word.split("=", 1)[1]
-        if word == "--command" or (word.startswith("-") and not word.startswith("--") and "c" in word[1:]):
-            return words[index + 1] if index + 1 < len(words) else None
-    return None
-
-
-def _find_commands(words: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-    """The commands `find … -exec cmd {} ;` runs."""
-    index = 0
-    while index < len(words):
-        if words[index] in _FIND_EXEC:
-            end = index + 1
-            while end < len(words) and words[end] not in (";", "+"):
-                end += 1
-            if end > index + 1:
-                yield words[index + 1 : end]
-            index = end
-        index += 1
-
-
-def _looked_through(words: tuple[str, ...], depth: int) -> Iterator[_Argv]:
-    """The command as written, by the basename of its program, and every command it runs through a wrapper."""
-    yield _Argv(words)
-    name = _base(words[0])
-    if name != words[0]:
-        yield _Argv((name, *words[1:]))
-    if depth > 3:
-        return
-    inner: tuple[str, ...] | None = None
-    if name in _STRIPPED or name in _WRAPPERS:
-        inner = _unwrap(words, strict=False)
-    if inner:
-        yield from _looked_through(inner, depth + 1)
-    script = _shell_script(words) if name in _SHELLS else " ".join(words[1:]) if name == "eval" else None
-    if script:
-        yield from _analyse(script, depth + 1).views
-    if name == "find":
-        for command in _find_commands(words):
-            yield from _looked_through(command, depth + 1)
-
-
-def _allow_view(words: tuple[str, ...]) -> tuple[_Argv, bool] | str:
-    """What an allow rule must match for this simple command, and whether only an exact rule may; or why none may."""
-    while _base(words[0]) in _STRIPPED:
-        inner = _unwrap(words, strict=True)
-        if inner is None:
-            return f"it runs `{words[0]}` with options this checker does not know"
-        words = inner
-    if _PATTERN_CHARS.search(words[0]):
-        return "its command name is a pattern the shell expands"
-    name = _base(words[0])
-    exact_only = name in _EXACT_ONLY or any(_risky(word, _RISKY_OPTIONS.get(name, ())) for word in words[1:])
-    return _Argv(words), exact_only
-
-
-def _risky(word: str, options: Iterable[str]) -> bool:
-    """Whether the word gives one of the options, also as `--opt=value`, `-ofile` or in a cluster like `-ni`."""
-    for option in options:
-        if option.startswith("--"):
-            if word == option or word.startswith(option + "="):
-                return True
-        elif len(option) == 2:
-            if word.startswith("-") and not word.startswith("--") and option[1] in word[1:]:
-                return True
-        elif word == option:
-            return True
-    return False
-
-
-class _Collector:
-    """Walks bashlex's tree: every simple command, every file it redirects to, and the first reason to distrust it."""
-
-    def __init__(self) -> None:
-        self.commands: list[tuple[str, ...]] = []
-        self.targets: list[str] = []
-        self.hazard: str | None = None
-
-    def flag(self, reason: str) -> None:
-        self.hazard = self.hazard or reason
-
-    def walk(self, node: Any) -> None:
-        kind = node.kind
-        if kind == "command":
-            self._command(node)
-        elif kind in ("list", "pipeline", "if", "for", "while", "until"):
-            for part in node.parts:
-                self.walk(part)
-        elif kind == "compound":
-            for part in node.list:
-                self.walk(part)
-            for redirect in node.redirects:
-                self._redirect(redirect)
-        elif kind == "function":
-            self.flag("it defines a shell function")
-            for part in node.parts:
-                self.walk(part)
-        elif kind == "word":
-            self._word(node)
-        elif kind not in ("operator", "reservedword", "pipe"):
-            self.flag(f"it uses a shell construct this checker does not vet ({kind})")
-
-    def _command(self, node: Any) -> None:
-        words = []
-        for part in node.parts:
-            if part.kind == "word":
-                self._word(part)
-                words.append(part.word)
-            elif part.kind == "assignment":
-                self.flag("it sets a variable (NAME=value)")
-                self._word(part)
-            elif part.kind == "redirect":
-                self._redirect(part)
-            else:
-                self.flag(f"it uses a shell construct this checker does not vet ({part.kind})")
-        if words:
-            self.commands.append(tuple(words))
-
-    def _word(self, node: Any) -> None:
-        for part in node.parts:
-            if part.kind in ("commandsubstitution", "processsubstitution"):
-                self.flag("it runs a command inside another: $(…), `…`, <(…) or >(…)")
-                self.walk(part.command)
-            elif part.kind == "parameter":
-                self.flag("it expands a variable ($NAME)")
-            elif part.kind != "tilde":
-                self.flag(f"it uses an expansion this checker does not vet ({part.kind})")
-
-    def _redirect(self, node: Any) -> None:
-        if node.type in ("<<", "<<-", "<<<"):
-            self.flag("it feeds a command a heredoc or here-string")
-        target = node.output
-        if not hasattr(target, "kind"):  # `2>&1`, `>&-`: a file descriptor, not a file
-            return
-        self._word(target)
-        if node.type not in ("<<", "<<-", "<<<") and target.word != "/dev/null":
-            self.flag("it redirects input or output to a file")
-            self.targets.append(target.word)
-
-
-# A command made only of these characters, with a first word that is neither a reserved word nor an assignment, is
-# one simple command whose words are its space-separated parts: no quoting, expansion, globbing, redirection or
-# operator can occur in it. Such commands skip bashlex (0.3-1 ms each); tests check that both agree on them.
-_PLAIN = re.compile(r"[A-Za-z0-9 _./:,@%+=-]+")
-_RESERVED = frozenset(
-    {"if", "then", "else", "elif", "fi", "case", "esac", "for", "select", "while", "until", "do", "done", "in"}
-    | {"function", "time", "coproc"}
-)
-
-
-def _plain_words(command: str) -> tuple[str, ...] | None:
-    if not _PLAIN.fullmatch(command):
-        return None
-    words = tuple(word for word in command.split(" ") if word)
-    if not words or words[0] in _RESERVED or "=" in words[0]:
-        return None
-    return words
-
-
-@functools.lru_cache(maxsize=4096)
-def _analyse(command: str, depth: int = 0) -> _Analysis:
-    """Everything the rules need from one command string (cached: bashlex costs 0.1-1 ms a command)."""
-    hazard = None
-    if len(command) > _MAX_COMMAND:
-        hazard = "it is too long to check"
-    elif odd := _odd_character(command):
-        hazard = f"it contains the control or invisible character U+{ord(odd):04X}"
-    elif _OPAQUE.search(command):
-        hazard = "it uses an expansion or arithmetic this checker does not vet"
-    collector = _Collector()
-    plain = _plain_words(command)
-    if plain is not None:
-        collector.commands.append(plain)
-    else:
-        try:
-            for tree in bashlex.parse(command):
-                collector.walk(tree)
-        except Exception:  # bashlex raises several types, and AttributeError on some inputs: all mean "cannot vet"
-            return _unparsed(command, depth)
-    allow: list[tuple[_Argv, bool]] = []
-    for words in collector.commands:
-        view = _allow_view(words)
-        if isinstance(view, str):
-            hazard = hazard or view
-        else:
-            allow.append(view)
-    views = tuple(view for words in collector.commands for view in _looked_through(words, depth))
-    files = dict.fromkeys(collector.targets, True)
-    for seen in views:
-        program = _base(seen.words[0])
-        if program in _FILE_COMMANDS:
-            operands = [word for word in seen.words[1:] if not word.startswith("-")]
-            for index, word in enumerate(operands):
-                files[word] = files.get(word, False) or not (index == 0 and program in _PATTERN_FIRST)
-    return _Analysis(
-        views=views,
-        allow=tuple(allow),
-        files=tuple(files.items()),
-        changes_dir=any(_base(view.words[0]) in _DIR_CHANGERS for view in views),
-        hazard=hazard or collector.hazard or (None if collector.commands else "it runs no command"),
-    )
-
-
-def _unparsed(command: str, depth: int) -> _Analysis:
-    """A command bashlex cannot parse: never allowed, but rough pieces of it still meet the deny rules."""
-    views: list[_Argv] = []
-    for piece in re.split(r"[;&|\n()<>`]|\$\(", command[:_MAX_COMMAND]):
-        try:
-            words = tuple(shlex.split(piece))
-        except ValueError:
-            words = tuple(piece.split())
-        if words:
-            views.extend(_looked_through(words, depth))
-    return _Analysis(tuple(views), (), (), False, "the shell parser could not read it")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -553,7 +187,23 @@ def _target(raw: object, cwd: str | None, home: str, *, searched: bool = False, 
         relative = posixpath.normpath(raw)
         relative = "" if relative == "." else None if relative.split("/")[0] == ".." else relative
         absolute = _normalise(f"{cwd}/{raw}") if cwd is not None else None
+        if relative is None and cwd is not None and absolute is not None and _inside(absolute, cwd):
+            relative = absolute[len(cwd) :].lstrip("/")  # `../proj/.env` from /proj is `.env`
     return _Target(absolute, relative, cwd is not None, searched, allowable)
+
+
+def _real(target: _Target, cwd: str | None, home: str) -> _Target | None:
+    """Where the target really is, if a symlink takes it elsewhere and the server sees the agent's folder (the same
+    machine): rules are checked against both, so a link inside an allowed folder allows nothing outside it."""
+    if target.absolute is None or cwd is None or not os.path.isdir(cwd):
+        return None
+    try:
+        real, real_cwd = os.path.realpath(target.absolute, strict=False), os.path.realpath(cwd)
+    except (OSError, ValueError):  # a loop or an unreadable folder: allow nothing through it
+        return _Target(None, None, True, target.searched, False)
+    if real == target.absolute and real_cwd == cwd:
+        return None
+    return _target(real, real_cwd, home, searched=target.searched, allowable=target.allowable)
 
 
 def _path_pattern(spec: str, base_dir: str, home: str) -> tuple[str, bool, str]:
@@ -609,10 +259,10 @@ _Combined = tuple[re.Pattern[str] | None, list[_PathRule]]
 _compile = functools.lru_cache(maxsize=256)(re.compile)  # re's own cache is too small for 1,000 rules
 
 
-def _combine(entries: list[tuple[_PathRule, str]]) -> _Combined:
+def _combine(entries: list[tuple[_PathRule, str]], flags: int) -> _Combined:
     """One regex for many rules; the named group that matched tells which rule."""
     regex = "|".join(f"(?P<r{index}>{pattern})" for index, (_, pattern) in enumerate(entries))
-    return (_compile(regex) if entries else None), [path_rule for path_rule, _ in entries]
+    return (_compile(regex, flags) if entries else None), [path_rule for path_rule, _ in entries]
 
 
 def _first(combined: _Combined, path: str) -> Rule | None:
@@ -627,6 +277,9 @@ class _PathSet:
     Absolute and relative patterns become one regex each. A bare name (`.env`, `*.key`: gitignore's "at any depth")
     covers a path when any segment of it matches, so names are looked up segment by segment instead: wcmatch's regex
     for a leading `**/` backtracks at every character, which made 60 such deny rules cost 0.2 ms a call.
+
+    Deny and ask rules ignore case (`Read(.env)` covers `.ENV`, which is the same file on macOS and Windows file
+    systems): a restriction may over-match, an allow rule may not.
     """
 
     def __init__(self) -> None:
@@ -634,22 +287,27 @@ class _PathSet:
         self._names: dict[str, Rule] = {}
         self._entries: dict[str, list[tuple[_PathRule, str]]] = {"absolute": [], "relative": [], "names": []}
         self._combined: dict[str, _Combined] = {}
+        self._fold = False
 
     def add(self, rule: Rule, spec: str, base_dir: str, home: str) -> None:
         regex, relative, prefix, name = _path_regex(spec, base_dir, home)
         path_rule = _PathRule(rule, relative, prefix)
         self.rules.append(path_rule)
+        self._fold = rule.action != "allow"
         if name and not re.search(r"[*?\[\\]", name):
-            self._names.setdefault(name, rule)
+            self._names.setdefault(name.casefold() if self._fold else name, rule)
         else:
             self._entries["names" if name else "relative" if relative else "absolute"].append((path_rule, regex))
 
     def freeze(self) -> None:
-        self._combined = {kind: _combine(entries) for kind, entries in self._entries.items()}
+        flags = re.IGNORECASE if self._fold else 0
+        self._combined = {kind: _combine(entries, flags) for kind, entries in self._entries.items()}
 
     def _named(self, relative: str) -> Rule | None:
         for segment in relative.split("/") if relative else ():
-            if rule := self._names.get(segment) or _first(self._combined["names"], segment):
+            if rule := self._names.get(segment.casefold() if self._fold else segment) or _first(
+                self._combined["names"], segment
+            ):
                 return rule
         return None
 
@@ -739,7 +397,7 @@ class _Index:
         if parsed is None or not _TOOL_NAME.fullmatch(parsed["tool"]):
             raise _RuleError("expected Tool or Tool(specifier), e.g. Bash(npm test), Read(./src/**), mcp__server")
         tool, spec = parsed["tool"], parsed["spec"]
-        if spec is not None and _CONTROL.search(spec):
+        if spec is not None and CONTROL.search(spec):
             raise _RuleError("control characters are not allowed in a rule")
         if "*" in tool:
             self._add_tool_glob(rule, tool, spec)
@@ -797,7 +455,7 @@ class _Index:
             return rule
         return next((rule for regex, rule in self.tool_globs if regex.fullmatch(name)), None)
 
-    def bash(self, argv: _Argv, *, exact_only: bool = False) -> Rule | None:
+    def bash(self, argv: Argv, *, exact_only: bool = False) -> Rule | None:
         candidates: list[_BashRule] = self.bash_by_word.get(argv.words[0], [])
         for bash_rule in (*candidates, *self.bash_wild):
             if (bash_rule.exact or not exact_only) and bash_rule.regex.fullmatch(argv.joined):
@@ -872,7 +530,7 @@ class RuleSet:
     # In each of these, every kind of deny rule is tried before any ask rule, and every ask rule before any allow.
 
     def _bash(self, table: _Table, command: object, cwd: str | None) -> Verdict:
-        analysis = _analyse(command) if isinstance(command, str) else None
+        analysis = analyse(command) if isinstance(command, str) else None
         files = self._file_targets(analysis, cwd) if analysis else []
         for action in _RESTRICTIONS:
             if rule := table[action].tool("Bash"):
@@ -903,13 +561,15 @@ class RuleSet:
             labels.append(rule.label)
         return Verdict(action="allow", rule="; ".join(dict.fromkeys(labels)))
 
-    def _file_targets(self, analysis: _Analysis, cwd: str | None) -> list[tuple[str, bool, _Target]]:
+    def _file_targets(self, analysis: Analysis, cwd: str | None) -> list[tuple[str, bool, _Target]]:
         """The files a command names (`cat .env`, `> ~/.bashrc`), which Read and Edit deny/ask rules also cover."""
         base = None if analysis.changes_dir else cwd
-        return [
-            (word, certain, _target(None if _PATTERN_CHARS.search(word) else word, base, self._home))
-            for word, certain in analysis.files
-        ]
+        targets = []
+        for word, certain in analysis.files:
+            target = _target(None if PATTERN_CHARS.search(word) else word, base, self._home)
+            real = _real(target, base, self._home)
+            targets += [(word, certain, target)] + ([(word, certain, real)] if real else [])
+        return targets
 
     @staticmethod
     def _file_rule(index: _Index, files: list[tuple[str, bool, _Target]]) -> Verdict | None:
@@ -931,21 +591,27 @@ class RuleSet:
         contained = pattern is None or (
             isinstance(pattern, str) and not pattern.startswith(("/", "~")) and ".." not in pattern.split("/")
         )
-        target = _target(raw, cwd, self._home, searched=tool_name == "Grep", allowable=contained)
+        seen = _target(raw, cwd, self._home, searched=tool_name == "Grep", allowable=contained)
+        targets = [seen, *filter(None, [_real(seen, cwd, self._home)])]
         # A Read deny rule also blocks the Edit tool on the same path, as in Claude Code (v2.1.208 and later).
         checks: tuple[tuple[Action, str], ...] = (("deny", family), ("ask", family))
         if tool_name in ("Edit", "MultiEdit"):
             checks = (("deny", family), ("deny", "Read"), ("ask", family))
         for action, checked in checks:
-            if rule := table[action].tool(tool_name) or table[action].paths[checked].match(target):
-                return _verdict(rule)
+            for target in targets:
+                if rule := table[action].tool(tool_name) or table[action].paths[checked].match(target):
+                    return _verdict(rule)
         for action, checked in checks:
-            if rule := table[action].paths[checked].possible(target):
-                return _ask(f"Not allowed automatically: {rule.label} may cover what this touches.")
+            for target in targets:
+                if rule := table[action].paths[checked].possible(target):
+                    return _ask(f"Not allowed automatically: {rule.label} may cover what this touches.")
         if rule := table["allow"].tool(tool_name):
             return _verdict(rule)
-        if target.allowable and (rule := table["allow"].paths[family].match(target)):
-            return _verdict(rule)
+        allowed = [table["allow"].paths[family].match(target) if target.allowable else None for target in targets]
+        if all(allowed) and allowed[0]:
+            return _verdict(allowed[0])
+        if allowed[0]:
+            return _ask("Not allowed automatically: a symbolic link takes this path out of the folder its rule allows.")
         return _ask()
 
     def _web(self, table: _Table, url: object) -> Verdict:

@@ -27,6 +27,7 @@ from approval_server.models import new_request_id
 from approval_server.policy import RulesPolicy
 from approval_server.rules import RuleSet, load_rules
 from approval_server.security import load_tokens
+from approval_server.self_protect import SelfProtection
 from approval_server.store import Store
 from approval_server.twilio_webhook import TwilioWebhook
 from approval_server.web_auth import WebAuth, WrongTokenLimit
@@ -71,7 +72,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, env_file: Path | None = None) -> None:
     """Start the server and block until it stops. Raises `ConfigError` / `StoreError` before serving."""
     whatsapp_settings = settings.whatsapp
     policy_path = settings.policy_path
@@ -87,7 +88,7 @@ def serve(settings: Settings) -> None:
         channels.append(whatsapp)
     broker = Broker(
         store=store,
-        policy=RulesPolicy(rules),
+        policy=RulesPolicy(rules, SelfProtection.for_settings(settings, env_file)),
         channels=channels,
         events=EventHub(),
         timeout=settings.approval_timeout_seconds,
