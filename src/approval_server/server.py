@@ -21,6 +21,7 @@ from approval_server.config import Settings, WhatsAppSettings
 from approval_server.dashboard import Dashboard
 from approval_server.decision import describe_duration
 from approval_server.events import EventHub
+from approval_server.fair_share import Limits
 from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
 from approval_server.models import new_request_id
 from approval_server.policy import RulesPolicy
@@ -90,6 +91,7 @@ def serve(settings: Settings) -> None:
         channels=channels,
         events=EventHub(),
         timeout=settings.approval_timeout_seconds,
+        limits=Limits(settings.approval_max_pending_per_agent, settings.approval_max_pending_per_token),
     )
     webhook = TwilioWebhook(broker, whatsapp, whatsapp_settings) if whatsapp and whatsapp_settings else None
     dashboard = Dashboard(broker, auth, whatsapp_settings.approvers if whatsapp_settings else ())
