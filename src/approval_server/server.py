@@ -18,6 +18,13 @@ from approval_server.channels import Channel
 from approval_server.channels.log import LogChannel
 from approval_server.channels.whatsapp import WhatsAppChannel
 from approval_server.config import Settings, WhatsAppSettings
+from approval_server.connections import (
+    LISTEN_BACKLOG,
+    REQUEST_SECONDS,
+    ConnectionGuard,
+    max_connections,
+    raise_open_file_limit,
+)
 from approval_server.dashboard import Dashboard
 from approval_server.decision import describe_duration
 from approval_server.events import EventHub
@@ -98,6 +105,8 @@ def serve(settings: Settings) -> None:
     lease = settings.approval_lease_seconds if store.shared else None
     app = create_app(broker, tokens, settings.allowed_hosts, dashboard, webhook, lease_seconds=lease)
 
+    open_files = raise_open_file_limit()
+    guard = ConnectionGuard(max_connections(open_files))
     url = settings.local_url
     lines = [
         f"approval-server {__version__}",
@@ -110,6 +119,8 @@ def serve(settings: Settings) -> None:
         f"  Database:              {store.describe()}"
         + (f"  (replica {store.replica}, lease {settings.approval_lease_seconds:g} s)" if store.shared else ""),
         f"  WhatsApp:              {whatsapp_status(whatsapp_settings)}",
+        f"  Connections:           at most {guard.max_connections} open (open-file limit {open_files or 'none'}); "
+        f"each request must arrive whole within {REQUEST_SECONDS:g} s",
     ]
     for path in created:
         token = {"api-token": tokens.api, "mcp-token": tokens.mcp}.get(path.name, tokens.dashboard)
@@ -127,6 +138,11 @@ def serve(settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=5,
         server_header=False,
+        # Slow and numerous clients (see `connections`); the server has no WebSocket route.
+        http=guard.protocol_class(),
+        ws="none",
+        limit_concurrency=guard.max_connections,
+        backlog=LISTEN_BACKLOG,
     )
     # Everything allocated so far (imports, the app) lives as long as the process: keep it out of every garbage
     # collection, and collect less often, so that a thousand waiting requests cost next to no CPU (benchmarks/).
