@@ -74,7 +74,7 @@ class ServerProcess:
                 env=self.environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=self._limit_open_files if self.open_files else None,  # noqa: PLW1509
+                preexec_fn=self._limit_open_files if self.open_files else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -33,9 +33,8 @@ logger = logging.getLogger(__name__)
 REQUEST_SECONDS = 10.0
 MOST_CONNECTIONS = 10_000
 # Open files kept for everything but client connections: the database, logs, outbound calls, and the connections
-# accepted in one go before any of them is looked at (asyncio accepts up to the listen backlog at a time).
+# accepted in one go before any of them is looked at.
 RESERVED_FILES = 384
-LISTEN_BACKLOG = 128
 
 
 def raise_open_file_limit() -> int:

@@ -19,7 +19,6 @@ from approval_server.channels.log import LogChannel
 from approval_server.channels.whatsapp import WhatsAppChannel
 from approval_server.config import Settings, WhatsAppSettings
 from approval_server.connections import (
-    LISTEN_BACKLOG,
     REQUEST_SECONDS,
     ConnectionGuard,
     max_connections,
@@ -142,7 +141,6 @@ def serve(settings: Settings) -> None:
         http=guard.protocol_class(),
         ws="none",
         limit_concurrency=guard.max_connections,
-        backlog=LISTEN_BACKLOG,
     )
     # Everything allocated so far (imports, the app) lives as long as the process: keep it out of every garbage
     # collection, and collect less often, so that a thousand waiting requests cost next to no CPU (benchmarks/).
