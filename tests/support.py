@@ -41,6 +41,7 @@ class ServerProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    open_files: tuple[int, int] | None = None  # the limit on open files (soft, hard) the server starts under
 
     @property
     def url(self) -> str:
@@ -73,6 +74,7 @@ class ServerProcess:
                 env=self.environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self._limit_open_files if self.open_files else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -85,6 +87,12 @@ class ServerProcess:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"server did not start within {timeout} s:\n{self.log()}")
+
+    def _limit_open_files(self) -> None:
+        import resource
+
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from approval_server.models import Answer, Remember, Status, check_agent_name
 from approval_server.render import visible
 
 API_CHANNEL = "api"
+API_CREDENTIAL = "api"  # every call here came with the API token (see `fair_share`)
 MAX_LIMIT = 1000
 MAX_BODY = 2 * 1024 * 1024
 
@@ -172,6 +174,7 @@ async def hook(request: Request) -> Response:
         event, call = parse_hook_input(payload, agent)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    call = dataclasses.replace(call, credential=API_CREDENTIAL)
     deciding = asyncio.create_task(_broker(request).submit(call))
     hung_up = asyncio.create_task(_until_disconnected(request))
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import aclosing
 
 from starlette.datastructures import FormData
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 
 from approval_server.errors import BadRequest, TooLarge, UnsupportedMediaType
@@ -19,11 +19,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if int(request.headers.get("content-length") or 0) > limit:
         raise too_large
     body = bytearray()
-    async with aclosing(request.stream()) as stream:
-        async for chunk in stream:
-            body += chunk
-            if len(body) > limit:
-                raise too_large
+    try:
+        async with aclosing(request.stream()) as stream:
+            async for chunk in stream:
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+    except ClientDisconnect:  # a client gone (or cut off for being too slow) is no error of the server's
+        raise BadRequest("the client went away before sending the whole body") from None
     return bytes(body)
 
 

@@ -21,6 +21,7 @@ from approval_server.channels import Channel, Delivery
 from approval_server.decision import SERVER_ACTOR, Decision, describe_duration, internal_error
 from approval_server.errors import GrantEnded, NotFound, RequestClosed
 from approval_server.events import Event, EventHub
+from approval_server.fair_share import FAIR_SHARE_CHANNEL, Limits, Share
 from approval_server.grants import Grant, pattern_for, scopes_for
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.notices import Notice, with_outcome
@@ -45,12 +46,15 @@ class Broker:
         channels: Sequence[Channel],
         events: EventHub,
         timeout: float,
+        limits: Limits | None = None,
     ) -> None:
+        """`limits`: how many requests one agent and one token may have waiting at once (None: no limit)."""
         self.store = store
         self.policy = policy
         self.channels = list(channels)
         self.events = events
         self.timeout = timeout
+        self.limits = limits
         self._waiters: dict[str, asyncio.Future[ApprovalRequest]] = {}
         self._opened: dict[str, ApprovalRequest] = {}  # the requests waited for here, as they were recorded
         self._reach: dict[str, dict[str, str | None]] = {}  # request id → channel → why it cannot reach anyone
@@ -107,6 +111,9 @@ class Broker:
             grant = await self.store.matching_grant(scopes_for(call), call.tool_name, pattern.key, _now())
             if grant is not None:
                 return await self._close(request.id, Answer(Status.ALLOWED, grant.label, "grant", grant.reason))
+        refusal = await self._admit(call, request)
+        if refusal is not None:
+            return await self._close(request.id, Answer(Status.DENIED, SERVER_ACTOR, FAIR_SHARE_CHANNEL, refusal))
 
         self._notified.add(request.id)
         deliveries = await asyncio.gather(*(self._notify(channel, request) for channel in self.channels))
@@ -124,6 +131,18 @@ class Broker:
             message = f"no answer within {describe_duration(self.timeout)}"
             return await self._close(request.id, Answer(Status.EXPIRED, SERVER_ACTOR, "timeout", message))
         return Decision.for_request(closed)
+
+    async def _admit(self, call: ToolCall, request: ApprovalRequest) -> str | None:
+        """None when `request` may wait for a human; otherwise why not: its agent or its token has as many requests
+        waiting as it may (see `fair_share`)."""
+        if self.limits is None:
+            return None
+        share = Share.of(call)
+        waiting = await self.store.admit(request.id, share, self.limits)
+        if waiting is None:
+            return None
+        logger.warning("request %s denied at once: %s has too many requests waiting", request.id, share.describe())
+        return self.limits.refusal(share, *waiting)
 
     async def channel_unreachable(self, request_id: str, channel: str, why: str) -> None:
         """A channel learned late (a failed delivery report) that it reaches nobody for this request.

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import phonenumbers
 import sqlalchemy as sa
-from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from approval_server.errors import ConfigError
@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("database_url", "approval_database_url")
     )
     approval_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    # Fair share (see `fair_share`): requests one agent, and all the agents of one token, may have waiting at once.
+    approval_max_pending_per_agent: int = Field(default=20, ge=1, le=10_000)
+    approval_max_pending_per_token: int = Field(default=100, ge=1, le=100_000)
     approval_api_token: SecretStr | None = Field(default=None, min_length=16)
     approval_mcp_token: SecretStr | None = Field(default=None, min_length=16)
     approval_dashboard_token: SecretStr | None = Field(default=None, min_length=16)
@@ -130,6 +133,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [_e164(number) for number in value.split(",") if number.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _token_holds_an_agent(self) -> Settings:
+        if self.approval_max_pending_per_token < self.approval_max_pending_per_agent:
+            raise ValueError(
+                f"APPROVAL_MAX_PENDING_PER_TOKEN ({self.approval_max_pending_per_token}) is below "
+                f"APPROVAL_MAX_PENDING_PER_AGENT ({self.approval_max_pending_per_agent}): the agents of one token "
+                "could never have as many requests waiting as one agent may"
+            )
+        return self
 
     @property
     def whatsapp(self) -> WhatsAppSettings | None:

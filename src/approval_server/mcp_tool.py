@@ -67,6 +67,7 @@ def _text_result(decision: Decision) -> ToolResult:
 
 
 AGENT_HEADER = "x-agent-name"
+MCP_CREDENTIAL = "mcp"  # every call here came with the MCP token (see `fair_share`)
 CWD_HEADER = "x-agent-cwd"
 
 
@@ -134,6 +135,7 @@ class PermissionTool(Tool):
             client=_client_name(context),
             agent=agent,
             cwd=cwd,
+            credential=MCP_CREDENTIAL,
         )
         return _text_result(await _decide(self.broker, context, call))
 
@@ -186,8 +188,7 @@ class HookTool(Tool):
             if output is None:
                 raise ToolError(f"not a hook input: {exc}") from None
             return _text(json.dumps(output, ensure_ascii=False, allow_nan=False))
-        if call.cwd is None and cwd is not None:
-            call = dataclasses.replace(call, cwd=cwd)
+        call = dataclasses.replace(call, cwd=call.cwd or cwd, credential=MCP_CREDENTIAL)
         decision = await _decide(self.broker, get_context(), call)
         return _text(json.dumps(hook_output(hook_event, decision), ensure_ascii=False, allow_nan=False))
 

@@ -56,6 +56,7 @@ class ToolCall:
     agent: str | None = None  # the name the owner gave the agent (X-Agent-Name, ?agent=)
     session: str | None = None  # one per Claude Code process: the MCP session, or the hook's session_id
     cwd: str | None = None  # the agent's working directory, when it is known
+    credential: str | None = None  # the token the caller showed: "mcp" or "api" (None: called in-process)
 
 
 @dataclass(frozen=True)

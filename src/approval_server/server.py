@@ -19,9 +19,16 @@ from approval_server.channels.log import LogChannel
 from approval_server.channels.whatsapp import WhatsAppChannel
 from approval_server.client_config import remember_server
 from approval_server.config import Settings, WhatsAppSettings
+from approval_server.connections import (
+    REQUEST_SECONDS,
+    ConnectionGuard,
+    max_connections,
+    raise_open_file_limit,
+)
 from approval_server.dashboard import Dashboard
 from approval_server.decision import describe_duration
 from approval_server.events import EventHub
+from approval_server.fair_share import Limits
 from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
 from approval_server.models import new_request_id
 from approval_server.policy import RulesPolicy
@@ -92,6 +99,7 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
         channels=channels,
         events=EventHub(),
         timeout=settings.approval_timeout_seconds,
+        limits=Limits(settings.approval_max_pending_per_agent, settings.approval_max_pending_per_token),
     )
     webhook = TwilioWebhook(broker, whatsapp, whatsapp_settings) if whatsapp and whatsapp_settings else None
     dashboard = Dashboard(
@@ -103,6 +111,8 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
     lease = settings.approval_lease_seconds if store.shared else None
     app = create_app(broker, tokens, settings.allowed_hosts, dashboard, webhook, lease_seconds=lease)
 
+    open_files = raise_open_file_limit()
+    guard = ConnectionGuard(max_connections(open_files))
     url = settings.local_url
     lines = [
         f"approval-server {__version__}",
@@ -115,6 +125,8 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
         f"  Database:              {store.describe()}"
         + (f"  (replica {store.replica}, lease {settings.approval_lease_seconds:g} s)" if store.shared else ""),
         f"  WhatsApp:              {whatsapp_status(whatsapp_settings)}",
+        f"  Connections:           at most {guard.max_connections} open (open-file limit {open_files or 'none'}); "
+        f"each request must arrive whole within {REQUEST_SECONDS:g} s",
     ]
     for path in created:
         token = {"api-token": tokens.api, "mcp-token": tokens.mcp}.get(path.name, tokens.dashboard)
@@ -136,6 +148,10 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
         # Only a configured proxy may say who the client is: the login limit counts wrong tokens per address.
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        # Slow and numerous clients (see `connections`); the server has no WebSocket route.
+        http=guard.protocol_class(),
+        ws="none",
+        limit_concurrency=guard.max_connections,
     )
     # Everything allocated so far (imports, the app) lives as long as the process: keep it out of every garbage
     # collection, and collect less often, so that a thousand waiting requests cost next to no CPU (benchmarks/).

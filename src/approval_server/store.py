@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from approval_server.errors import ConfigError, StoreError
+from approval_server.fair_share import Limits, Share
 from approval_server.grants import Grant
 from approval_server.models import Answer, ApprovalRequest, Status
 from approval_server.notices import NOTICE_CHANNEL, OUTCOME_FIELDS, Notice, outcome_detail
@@ -150,6 +151,29 @@ _MATCHING_GRANT = (
     .order_by(grants.c.created_at, grants.c.id)
     .limit(1)
 )
+
+# Fair share (see `fair_share`): a pending request is let wait for a human, taking a place in its share, only while
+# its share and its token are under their limits. One statement checks and takes, so no two racing requests both
+# take the last place: SQLite runs it under its write lock, PostgreSQL after the lock below.
+_waiting = requests.alias("waiting")
+_WAITING = (_waiting.c.status == Status.PENDING.value, _waiting.c.share.is_not(None))
+_IN_SHARE = _waiting.c.share == sa.bindparam("the_share")
+_FOR_TOKEN = _waiting.c.credential == sa.bindparam("the_credential")
+_ADMIT = (
+    requests.update()
+    .where(
+        requests.c.id == sa.bindparam("request_id"),
+        requests.c.status == Status.PENDING.value,
+        sa.select(sa.func.count()).where(*_WAITING, _IN_SHARE).scalar_subquery() < sa.bindparam("per_agent"),
+        sa.select(sa.func.count()).where(*_WAITING, _FOR_TOKEN).scalar_subquery() < sa.bindparam("per_token"),
+    )
+    .values(share=sa.bindparam("the_share"), credential=sa.bindparam("the_credential"))
+)
+_WAITING_NOW = sa.select(
+    sa.func.count().filter(_IN_SHARE).label("in_share"), sa.func.count().filter(_FOR_TOKEN).label("for_token")
+).where(*_WAITING)
+# One lock for every admission, on every replica: held to the end of the transaction that takes a place.
+_ADMISSION_LOCK = sa.select(sa.func.pg_advisory_xact_lock(0x617070726F76616C))
 
 
 class Store:
@@ -419,6 +443,28 @@ class Store:
                 if grant is not None:
                     c.execute(grants.insert().values(vars(grant)))
             return won, request
+
+        return await self._run(work)
+
+    async def admit(self, request_id: str, share: Share, limits: Limits) -> tuple[int, int] | None:
+        """Let a pending request wait for a human, taking a place in `share`, if its share and its token are under
+        their `limits`. Returns None when it may wait; otherwise how many requests wait now, in its share and for
+        its token (also when the request was closed meanwhile)."""
+        params = {
+            "request_id": request_id,
+            "the_share": share.key,
+            "the_credential": share.credential,
+            "per_agent": limits.per_agent,
+            "per_token": limits.per_token,
+        }
+
+        def work(c: Connection) -> tuple[int, int] | None:
+            if self.shared:
+                c.execute(_ADMISSION_LOCK)
+            if c.execute(_ADMIT, params).rowcount == 1:
+                return None
+            row = c.execute(_WAITING_NOW, params).one()
+            return int(row.in_share), int(row.for_token)
 
         return await self._run(work)
 

@@ -78,6 +78,9 @@ requests = sa.Table(
     sa.Column("reason", AnyText(), nullable=True),
     sa.Column("remembered", AnyText(16), nullable=True),
     sa.Column("replica", AnyText(16), nullable=True),  # the server whose caller waits (see `replicas`)
+    # Set once a request is let wait for a human (see `fair_share`): the token it came with, and whose share it uses.
+    sa.Column("credential", AnyText(), nullable=True),
+    sa.Column("share", AnyText(), nullable=True),
     # The history pages: newest first, in all or within one status or one tool. Each index ends with the id, the
     # tie-breaker of that order, so a page (however deep) is read in index order and never sorted.
     sa.Index("ix_requests_created_at_id", "created_at", "id"),
