@@ -156,7 +156,9 @@ async def test_tool_schema_accepts_unknown_arguments_and_declares_no_output_sche
     assert all(tool.output_schema is None for tool in tools)
 
 
-async def test_fifty_concurrent_requests_are_decided_separately(server: ServerProcess) -> None:
+async def test_fifty_concurrent_requests_are_decided_separately(start_server: Callable[..., ServerProcess]) -> None:
+    # One agent's fifty waiting requests: past the default fair share (20), which has tests of its own.
+    server = start_server(APPROVAL_MAX_PENDING_PER_AGENT="50")
     async with server.mcp() as mcp, server.api() as api:
         calls = {
             f"t{i}": asyncio.create_task(
