@@ -68,9 +68,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -
         return ServerProcess(data_dir=data_dir, database_url=databases.create(data_dir), env=env)
 
     with FakeTwilio() as fake, FakeTwilio() as short_fake:
-        # These servers are shared by many tests that try wrong tokens on purpose: the per-address limit on wrong
-        # tokens has tests of its own (test_hygiene.py).
-        token = {"APPROVAL_DASHBOARD_TOKEN": DASHBOARD_TOKEN, "APPROVAL_WRONG_TOKENS_PER_MINUTE": "10000"}
+        # These servers are shared by many tests that try wrong tokens on purpose and hold more waiting requests of
+        # one agent than its fair share: both limits have tests of their own (test_hygiene.py, test_fair_share.py).
+        token = {
+            "APPROVAL_DASHBOARD_TOKEN": DASHBOARD_TOKEN,
+            "APPROVAL_WRONG_TOKENS_PER_MINUTE": "10000",
+            "APPROVAL_MAX_PENDING_PER_AGENT": "1000",
+            "APPROVAL_MAX_PENDING_PER_TOKEN": "1000",
+        }
         plain = make("plain", token)
         whatsapp = make("whatsapp", whatsapp_env(fake, **token))
         short = make("short", whatsapp_env(short_fake, APPROVAL_TIMEOUT_SECONDS=str(SHORT_TIMEOUT), **token))
@@ -1005,9 +1010,9 @@ async def test_the_csv_export_neutralises_formulas(dash: ServerProcess) -> None:
     row = dict(zip(table[0], table[1], strict=True))
     assert row["tool_name"] == "'" + tool
     assert row["tool_use_id"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
-    # An API caller's name and reason are recorded as its own quoted words, so they cannot start a formula either.
+    # An API caller's name is recorded as its own quoted words, so it cannot start a formula either.
     assert row["decided_by"] == 'api (says: "+14155550100")'
-    assert row["reason"] == '"-2+3 no"'
+    assert row["reason"] == "'-2+3 no"
     assert not [cell for cell in table[1] if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
     assert (record["tool_name"], record["tool_use_id"], record["reason"]) == (
         tool,

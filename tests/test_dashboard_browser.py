@@ -113,7 +113,7 @@ async def test_a_request_appears_live_and_approve_allows_it(browser: Browser, da
 async def test_deny_with_a_message_reaches_the_agent(browser: Browser, dashboard: ServerProcess) -> None:
     page = await signed_in(browser, dashboard)
     async with dashboard.mcp() as mcp:
-        call = asyncio.create_task(mcp.call_tool_mcp(TOOL, bash("rm -rf ~/projects")))
+        call = asyncio.create_task(mcp.call_tool_mcp(TOOL, bash("rm -rf /srv/projects")))
         card = page.locator(".card")
         await expect(card).to_have_count(1)
         await card.get_by_text("Deny with a message").click()
