@@ -14,11 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.fake_twilio import FakeTwilio, Message
 from tests.support import ServerProcess, wait_for_pending, wait_for_status
-from tests.whatsapp_support import ALICE, BOB, PUBLIC_URL, make_template, sent_to, text_of
+from tests.whatsapp_support import ALICE, BOB, text_of
 
 TOOL = "permissions__approve"
 QUIET = 0.4  # APPROVAL_WHATSAPP_QUIET_SECONDS where a test waits it out
@@ -34,8 +33,7 @@ def request_message(fake: FakeTwilio, number: str, request_id: str) -> Message |
         m
         for m in fake.sent
         if m.to == f"whatsapp:{number}"
-        and (m.content_variables or {}).get("2") == request_id
-        or (m.to == f"whatsapp:{number}" and f"Approval request {request_id}" in (m.body or ""))
+        and ((m.content_variables or {}).get("2") == request_id or f"Approval request {request_id}" in (m.body or ""))
     ]
     return found[-1] if found else None
 
