@@ -125,7 +125,7 @@ class ReplyBinder:
         if chat.waiting_count == 0:
             return "no request is waiting for an answer"
         if chat.waiting_count > 1:
-            return f"which request? {chat.waiting_count} are waiting"
+            return "which request?"
         only = chat.waiting[0]
         if chat.sent_at is None or chat.last_at is None:
             return f"request {only} was not sent to you here"
@@ -154,7 +154,8 @@ class ReplyBinder:
             more = chat.waiting_count - len(chat.waiting)
             listed += f" and {more} more (all on the dashboard: {self._dashboard_url})"
         waiting = f" Waiting: {listed}." if chat.waiting else ""
-        return f"Not applied: {why}.{waiting} Reply {how}, or tap the button on its message."
+        end = "" if why.endswith("?") else "."
+        return f"Not applied: {why}{end}{waiting} Reply {how}, or tap the button on its message."
 
 
 def _how(verb: str, remember: Remember | None) -> str:
