@@ -45,6 +45,8 @@ FAILED = {"failed", "undelivered"}
 TEMPLATE_REFUSED = {63016, 63021, 63024, 63027, 21656, 20404}
 
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+# The message saying how many requests were held back from an approver waits this long for the rest of the burst.
+SUMMARY_DELAY = 1.0
 
 
 def _split(text: str, size: int) -> list[str]:
@@ -74,6 +76,7 @@ class WhatsAppChannel(Channel):
         self._store = store
         self._content_sid = settings.content_sid
         self.outbox = Outbox(store, self.name)
+        self._background: set[asyncio.Task[None]] = set()
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
         results = await asyncio.gather(*(self._offer(approver, request) for approver in self.approvers))
@@ -94,15 +97,25 @@ class WhatsAppChannel(Channel):
         if not turn.held:
             return await self._ask(approver, request)
         logger.info("request %s held back from %s (more than %d a minute)", request.id, approver, limit)
-        if turn.summarise:
-            waiting = await self.outbox.held_waiting(approver)
-            await self.tell(
-                approver,
-                f"⏸️ Many requests at once: {waiting} more wait that were not sent to you one by one (at most "
-                f"{limit} a minute). They still wait for an answer: read and answer them on the "
-                f"dashboard, {self._settings.public_url}/ (or with `approval-server requests --status pending`).",
-            )
+        if turn.summarise:  # once the burst has arrived, so that the count says how many it held back
+            task = asyncio.create_task(self._summarise(approver, limit))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return None
+
+    async def _summarise(self, approver: str, limit: int) -> None:
+        await asyncio.sleep(SUMMARY_DELAY)
+        try:
+            waiting = await self.outbox.held_waiting(approver)
+        except StoreError as exc:
+            logger.warning("could not count the requests held back from %s: %s", approver, exc)
+            return
+        await self.tell(
+            approver,
+            f"⏸️ Many requests at once: {waiting} more wait that were not sent to you one by one (at most {limit} a "
+            f"minute). They still wait for an answer: read and answer them on the dashboard, "
+            f"{self._settings.public_url}/ (or with `approval-server requests --status pending`).",
+        )
 
     async def _ask(self, approver: str, request: ApprovalRequest) -> str | None:
         """Send the request to one approver; returns why it failed, or None."""
@@ -222,6 +235,8 @@ class WhatsAppChannel(Channel):
         return None
 
     async def aclose(self) -> None:
+        for task in self._background:
+            task.cancel()
         if self._http is not None:
             await self._http.close()
 
