@@ -70,7 +70,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -
     with FakeTwilio() as fake, FakeTwilio() as short_fake:
         token = {"APPROVAL_DASHBOARD_TOKEN": DASHBOARD_TOKEN}
         plain = make("plain", token)
-        whatsapp = make("whatsapp", whatsapp_env(fake, **token))
+        whatsapp = make("whatsapp", whatsapp_env(fake, APPROVAL_WHATSAPP_PER_MINUTE="1000", **token))
         short = make("short", whatsapp_env(short_fake, APPROVAL_TIMEOUT_SECONDS=str(SHORT_TIMEOUT), **token))
         for twilio, server in ((fake, whatsapp), (short_fake, short)):
             twilio.configure_webhook(f"{PUBLIC_URL}/twilio-webhook", deliver_to=f"{server.url}/twilio-webhook")
