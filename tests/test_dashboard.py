@@ -77,7 +77,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -
             "APPROVAL_MAX_PENDING_PER_TOKEN": "1000",
         }
         plain = make("plain", token)
-        whatsapp = make("whatsapp", whatsapp_env(fake, **token))
+        whatsapp = make("whatsapp", whatsapp_env(fake, APPROVAL_WHATSAPP_PER_MINUTE="1000", **token))
         short = make("short", whatsapp_env(short_fake, APPROVAL_TIMEOUT_SECONDS=str(SHORT_TIMEOUT), **token))
         for twilio, server in ((fake, whatsapp), (short_fake, short)):
             twilio.configure_webhook(f"{PUBLIC_URL}/twilio-webhook", deliver_to=f"{server.url}/twilio-webhook")

@@ -70,6 +70,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -
             TWILIO_CONTENT_SID=template,
             APPROVAL_DASHBOARD_TOKEN=DASHBOARD_TOKEN,
             POLICY_FILE=str(policy),
+            APPROVAL_WHATSAPP_PER_MINUTE="1000",  # one server for the module: its tests ask more than 6 a minute
         )
         server = ServerProcess(data_dir=data_dir, database_url=database_url, env=env)
         fake.configure_webhook(f"{PUBLIC_URL}/twilio-webhook", deliver_to=f"{server.url}/twilio-webhook")

@@ -39,7 +39,8 @@ def answer_of(result: Any) -> dict[str, Any]:
 @pytest.fixture
 def replicas(start_server: Callable[..., ServerProcess], fake: FakeTwilio) -> list[ServerProcess]:
     """A, B and C with the same settings; Twilio's webhooks reach C."""
-    started = [start_server(**whatsapp_env(fake, APPROVAL_LEASE_SECONDS=LEASE)) for _ in range(3)]
+    env = whatsapp_env(fake, APPROVAL_LEASE_SECONDS=LEASE, APPROVAL_WHATSAPP_PER_MINUTE="1000")
+    started = [start_server(**env) for _ in range(3)]
     fake.configure_webhook(f"{PUBLIC_URL}/twilio-webhook", deliver_to=f"{started[2].url}/twilio-webhook")
     return started
 

@@ -135,7 +135,10 @@ async def test_an_ambiguous_answer_is_refused_with_instructions(
         messages = await sent_to(fake, ALICE, 3)
         for task in calls:
             task.cancel()
-    assert "Which request? Reply APPROVE <id>" in (messages[-1].body or "")
+    refusal = messages[-1].body or ""
+    assert refusal.startswith("Not applied: which request? Waiting: ")
+    assert all(row["id"] in refusal for row in pending)
+    assert "Reply APPROVE <id> or DENY <id>" in refusal
 
 
 @pytest.mark.parametrize(

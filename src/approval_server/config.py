@@ -75,6 +75,8 @@ class WhatsAppSettings:
     webhook_url: str
     content_sid: str | None
     api_base_url: str | None
+    per_minute: int = 6
+    quiet_seconds: float = 15.0
 
 
 class Settings(BaseSettings):
@@ -111,6 +113,10 @@ class Settings(BaseSettings):
     twilio_content_sid: str | None = Field(default=None, pattern=r"^HX[0-9a-fA-F]{32}$")
     twilio_api_base_url: HttpUrl | None = None
     approval_phone: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Requests sent to one approver a minute, past which one message says how many more wait (see `outbox`).
+    approval_whatsapp_per_minute: int = Field(default=6, ge=1, le=1000)
+    # How long a request's message must have been the last thing an approver got for a reply with no id to count.
+    approval_whatsapp_quiet_seconds: float = Field(default=15.0, ge=0, le=600)
 
     @field_validator("database_url", "twilio_account_sid", "twilio_content_sid", "twilio_whatsapp_from", mode="before")
     @classmethod
@@ -172,6 +178,8 @@ class Settings(BaseSettings):
             webhook_url=str(self.public_url).rstrip("/") + "/twilio-webhook",
             content_sid=self.twilio_content_sid,
             api_base_url=str(self.twilio_api_base_url).rstrip("/") if self.twilio_api_base_url else None,
+            per_minute=self.approval_whatsapp_per_minute,
+            quiet_seconds=self.approval_whatsapp_quiet_seconds,
         )
 
     @property

@@ -300,6 +300,11 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"database error: {exc.__class__.__name__}") from exc
 
+    async def transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction, as every operation here does: for the store's companion modules that keep
+        their own statements next to the logic they serve (`outbox`)."""
+        return await self._run(work)
+
     async def insert(self, request: ApprovalRequest) -> None:
         values = request.to_json() | {
             "status": request.status.value,

@@ -119,6 +119,22 @@ outbound_messages = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_outbound_messages_request_id", "request_id"),
+    # What an approver was sent last (see `outbox`): a reply without an id is bound only when that leaves no doubt.
+    sa.Index("ix_outbound_messages_recipient_created_at", "recipient", "created_at"),
+)
+
+# Each request's turn to be sent to each approver on a channel, taken before sending: sent, or held back by the rate
+# limit (see `outbox`); `summarised` marks the held one whose turn sent the one message saying how many more wait.
+approver_sends = sa.Table(
+    "approver_sends",
+    metadata,
+    sa.Column("request_id", AnyText(16), sa.ForeignKey("requests.id"), primary_key=True),
+    sa.Column("channel", AnyText(32), primary_key=True),
+    sa.Column("recipient", AnyText(), primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("held", sa.Boolean, nullable=False),
+    sa.Column("summarised", sa.Boolean, nullable=False),
+    sa.Index("ix_approver_sends_recipient_at", "channel", "recipient", "at"),
 )
 
 # Keys already used, each at most once: inbound webhook deliveries (a retried delivery is applied once) and

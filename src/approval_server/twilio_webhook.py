@@ -2,13 +2,13 @@
 
 Every request must carry a valid `X-Twilio-Signature` over the public URL Twilio was configured with
 (`PUBLIC_URL` + `/twilio-webhook` + the query string); anything else is 403 and changes nothing. Only
-configured approvers count, a delivery retried by Twilio (same `MessageSid`) is applied once, and the
-answer is always the empty TwiML document Twilio expects.
+configured approvers count, a delivery retried by Twilio (same `MessageSid`) is applied once, a reply applies
+only to the request it names or can only mean (see `whatsapp_replies`), and the answer is always the empty TwiML
+document Twilio expects.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import UTC, datetime
 
@@ -20,9 +20,10 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from approval_server.bodies import read_form
 from approval_server.broker import Broker
-from approval_server.channels.whatsapp import HOW_TO_ANSWER, InboundAnswer, WhatsAppChannel, parse_answer
+from approval_server.channels.whatsapp import WhatsAppChannel
+from approval_server.channels.whatsapp_replies import HOW_TO_ANSWER, ReplyBinder, parse_reply
 from approval_server.config import WhatsAppSettings
-from approval_server.errors import BadRequest, HTTPError, NotFound, RequestClosed
+from approval_server.errors import BadRequest, HTTPError, RequestClosed
 from approval_server.models import Answer, Status
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class TwilioWebhook:
         self._account_sid = settings.account_sid
         self._validator = RequestValidator(settings.auth_token)
         self._signed_url = settings.webhook_url
+        self._binder = ReplyBinder(broker.store, whatsapp.outbox, settings.quiet_seconds, f"{settings.public_url}/")
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -80,50 +82,26 @@ class TwilioWebhook:
         if sender not in self._whatsapp.approvers:
             logger.warning("ignored a WhatsApp message from %r, who is not an approver", sender)
             return
-        answer = parse_answer(
+        reply = parse_reply(
             sender, _field(form, "Body") or "", _field(form, "ButtonPayload"), _field(form, "OriginalRepliedMessageSid")
         )
-        if answer.decision is None:
-            await self._whatsapp.tell(sender, answer.problem or HOW_TO_ANSWER)
+        if reply is None:
+            await self._whatsapp.tell(sender, HOW_TO_ANSWER)
             return
-        if answer.id_as_typed and await self._broker.store.get(answer.request_id or "") is None:
-            # No such request: the word was the reason's first, as in `DENY database is prod`.
-            reason = " ".join(word for word in (answer.id_as_typed, answer.message) if word)
-            answer = dataclasses.replace(answer, request_id=None, message=reason)
-        request_id = await self._request_for(answer)
-        if request_id is None:
+        bound = await self._binder.bind(reply)
+        if isinstance(bound, str):
+            await self._whatsapp.tell(sender, bound)
             return
-        status = Status.ALLOWED if answer.decision == "allow" else Status.DENIED
+        status = Status.ALLOWED if bound.decision == "allow" else Status.DENIED
+        answer = Answer(status, sender, self._whatsapp.name, bound.message, remember=bound.remember)
         try:
-            await self._broker.decide(
-                request_id, Answer(status, sender, self._whatsapp.name, answer.message, remember=answer.remember)
-            )
-        except NotFound:
-            await self._whatsapp.tell(sender, f"There is no request {request_id}; check the id.")
+            await self._broker.decide(bound.request_id, answer)
         except RequestClosed:
-            row = await self._broker.store.get(request_id)
+            row = await self._broker.store.get(bound.request_id)
             state = row.status.value if row else "closed"
-            await self._whatsapp.tell(sender, f"Request {request_id} is already {state}; your answer changed nothing.")
-
-    async def _request_for(self, answer: InboundAnswer) -> str | None:
-        """Which request an answer is about, or None after telling the approver how to answer."""
-        replied = await self._broker.store.outbound(answer.replied_to) if answer.replied_to else None
-        if answer.request_id and replied and replied.request_id != answer.request_id:
-            await self._whatsapp.tell(answer.sender, "That reply names one request but answers another; not applied.")
-            return None
-        if answer.request_id or replied:
-            return answer.request_id or (replied.request_id if replied else None)
-        pending = [row.id for row in await self._broker.store.recent(status=Status.PENDING)]
-        if len(pending) == 1:
-            return pending[0]
-        reply = "DENY <id>" if answer.decision == "deny" else "APPROVE <id>"
-        if answer.remember is not None:
-            reply = "ALWAYS <id>" if answer.remember.duration is None else "ALLOW <id> 30m"
-        listed = ", ".join(pending) if pending else "none"
-        await self._whatsapp.tell(
-            answer.sender, f"Which request? Reply {reply}, or tap the button on its message. Pending: {listed}."
-        )
-        return None
+            await self._whatsapp.tell(
+                sender, f"Request {bound.request_id} is already {state}; your answer changed nothing."
+            )
 
 
 def _field(form: FormData, name: str) -> str | None:

@@ -1,8 +1,11 @@
 """The WhatsApp channel, through Twilio: each approver gets the request with Approve / Deny buttons.
 
 Outbound messages go through the official `twilio` client with its asyncio HTTP client, so sending never
-blocks the event loop. Answers come back through `/twilio-webhook` (see `twilio_webhook`), which uses
-`parse_answer` and `delivery_report` here to turn Twilio's form fields into neutral answers.
+blocks the event loop. Answers come back through `/twilio-webhook` (see `twilio_webhook` and `whatsapp_replies`).
+
+One approver is sent at most `per_minute` requests a minute (their turns are counted in the database, so across
+replicas too): past that, requests are held back, still waiting, and one message says how many more wait, with the
+dashboard's link. Notices are recorded too, so that what an approver was sent last is known (see `whatsapp_replies`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -23,8 +24,10 @@ from twilio.rest import Client
 from approval_server.channels.base import Channel, Delivery
 from approval_server.config import WhatsAppSettings
 from approval_server.decision import describe_duration
+from approval_server.errors import StoreError
 from approval_server.grants import Grant, remembered_text
-from approval_server.models import ApprovalRequest, Remember, Status
+from approval_server.models import ApprovalRequest, Status
+from approval_server.outbox import Outbox
 from approval_server.render import FENCE, for_monospace, monospace, render_whatsapp, visible
 from approval_server.store import OutboundMessage, Store
 from approval_server.web_auth import WebAuth
@@ -42,52 +45,8 @@ FAILED = {"failed", "undelivered"}
 TEMPLATE_REFUSED = {63016, 63021, 63024, 63027, 21656, 20404}
 
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
-
-_ANSWER = re.compile(
-    r"^\s*(approve|allow|yes|always|deny|no)(?:\s+([a-z0-9]{8}))?(?:\s+(\S.*?))?\s*$", re.IGNORECASE | re.DOTALL
-)
-HOW_TO_ANSWER = (
-    "To answer, tap a button or reply APPROVE <id>, DENY <id> (then a reason, if you like), ALWAYS <id> (allow the "
-    "same again for the agent's session) or ALLOW <id> 30m (allow the same for 30 minutes)."
-)
-
-
-@dataclass(frozen=True)
-class InboundAnswer:
-    """An approver's reply, in neutral terms: what they said, about which request, in answer to which message.
-
-    `decision` is None for a message that is not an answer, and `problem` says why when it looked like one."""
-
-    sender: str
-    decision: Literal["allow", "deny"] | None
-    request_id: str | None
-    replied_to: str | None
-    remember: Remember | None = None
-    message: str | None = None
-    problem: str | None = None
-    id_as_typed: str | None = None  # a reason's first word can look like an id: `DENY database is prod`
-
-
-def parse_answer(sender: str, body: str, button_payload: str | None, replied_to: str | None) -> InboundAnswer:
-    """`APPROVE 7kq2m9xa`, `deny`, `DENY 7kq2m9xa use the staging database`, `ALWAYS 7kq2m9xa`, `ALLOW 7kq2m9xa 30m`,
-    or a button tap carrying `approve 7kq2m9xa`: any case, surrounding spaces."""
-    match = _ANSWER.match(button_payload or body or "")
-    if match is None:
-        return InboundAnswer(sender, None, None, replied_to)
-    word, typed_id, rest = match.group(1).lower(), match.group(2), match.group(3)
-    request_id = typed_id.lower() if typed_id else None
-    if word in ("deny", "no"):
-        return InboundAnswer(sender, "deny", request_id, replied_to, message=rest, id_as_typed=typed_id)
-    remember = Remember("session") if word == "always" else None
-    if rest is not None:
-        try:
-            remember = None if word == "always" else Remember.parse(rest)
-        except ValueError as exc:
-            remember = None
-            rest = str(exc)
-        if remember is None:
-            return InboundAnswer(sender, None, request_id, replied_to, problem=f"Not applied: {rest}. {HOW_TO_ANSWER}")
-    return InboundAnswer(sender, "allow", request_id, replied_to, remember=remember)
+# The message saying how many requests were held back from an approver waits this long for the rest of the burst.
+SUMMARY_DELAY = 1.0
 
 
 def _split(text: str, size: int) -> list[str]:
@@ -116,13 +75,47 @@ class WhatsAppChannel(Channel):
         self._status_callback = settings.webhook_url
         self._store = store
         self._content_sid = settings.content_sid
+        self.outbox = Outbox(store, self.name)
+        self._background: set[asyncio.Task[None]] = set()
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
-        results = await asyncio.gather(*(self._ask(approver, request) for approver in self.approvers))
+        results = await asyncio.gather(*(self._offer(approver, request) for approver in self.approvers))
         failures = [detail for detail in results if detail]
         if len(failures) == len(self.approvers):
             return Delivery(reached=False, detail="; ".join(failures))
         return Delivery(reached=True, detail=f"sent to {len(self.approvers) - len(failures)} approver(s)")
+
+    async def _offer(self, approver: str, request: ApprovalRequest) -> str | None:
+        """Send the request to one approver, unless the rate limit holds it back; returns why it failed, or None.
+        A request held back still waits: the approver is told how many wait, and answers on the dashboard."""
+        limit = self._settings.per_minute
+        try:
+            turn = await self.outbox.claim(request.id, approver, _now(), limit)
+        except StoreError as exc:
+            logger.warning("could not take request %s's turn with %s: %s", request.id, approver, exc)
+            return f"{approver}: {exc}"
+        if not turn.held:
+            return await self._ask(approver, request)
+        logger.info("request %s held back from %s (more than %d a minute)", request.id, approver, limit)
+        if turn.summarise:  # once the burst has arrived, so that the count says how many it held back
+            task = asyncio.create_task(self._summarise(approver, limit))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return None
+
+    async def _summarise(self, approver: str, limit: int) -> None:
+        await asyncio.sleep(SUMMARY_DELAY)
+        try:
+            waiting = await self.outbox.held_waiting(approver)
+        except StoreError as exc:
+            logger.warning("could not count the requests held back from %s: %s", approver, exc)
+            return
+        await self.tell(
+            approver,
+            f"⏸️ Many requests at once: {waiting} more wait that were not sent to you one by one (at most {limit} a "
+            f"minute). They still wait for an answer: read and answer them on the dashboard, "
+            f"{self._settings.public_url}/ (or with `approval-server requests --status pending`).",
+        )
 
     async def _ask(self, approver: str, request: ApprovalRequest) -> str | None:
         """Send the request to one approver; returns why it failed, or None."""
@@ -208,18 +201,23 @@ class WhatsAppChannel(Channel):
             message.sid, request_id, self.name, to, message.status or "queued", _now()
         )
 
-    async def tell(self, to: str, text: str) -> None:
-        """A short notice to one approver (a confirmation, a refusal); failures are logged, never raised."""
+    async def tell(self, to: str, text: str, about: str | None = None) -> None:
+        """A short notice to one approver (a confirmation, a refusal), recorded as the last thing they were sent, and
+        `about` the request that is over, if any; failures are logged, never raised."""
         try:
-            await self._send(to, body=text)
-        except (TwilioRestException, *NETWORK_ERRORS) as exc:
+            message = await self._send(to, body=text)
+            await self.outbox.record_notice(message.sid, to, _now(), about)
+        except (TwilioRestException, StoreError, *NETWORK_ERRORS) as exc:
             logger.warning("could not send a notice to %s: %r", to, exc)
 
     async def withdraw(self, request: ApprovalRequest) -> None:
-        """Tell the approvers how the request ended: the one who answered gets a confirmation, the others who."""
+        """Tell the approvers who were sent the request how it ended: the one who answered gets a confirmation, the
+        others who. (Those it was held back from are not told of each one that ends.)"""
         grants = await self._store.grants_from(request.id) if request.remembered else []
+        shown = await self.outbox.recipients(request.id)
         for approver in self.approvers:
-            await self.tell(approver, outcome_notice(request, approver, grants))
+            if approver in shown or approver == request.decided_by:
+                await self.tell(approver, outcome_notice(request, approver, grants), about=request.id)
 
     async def delivery_report(self, sid: str, status: str, error_code: str | None) -> tuple[str, str] | None:
         """Record a status callback. Returns (request id, why) when no approver can be reached for that request."""
@@ -237,6 +235,8 @@ class WhatsAppChannel(Channel):
         return None
 
     async def aclose(self) -> None:
+        for task in self._background:
+            task.cancel()
         if self._http is not None:
             await self._http.close()
 
