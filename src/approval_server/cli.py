@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import sys
@@ -15,7 +16,7 @@ from approval_server.agent_setup import ClientEnvFile, Url  # for an agent or an
 from approval_server.client import ApiClient
 from approval_server.client_config import load_client_settings, write_client_file
 from approval_server.config import Settings, load_settings
-from approval_server.errors import ApprovalServerError, ConfigError
+from approval_server.errors import ApprovalServerError, BadRequest, ConfigError
 from approval_server.models import Status
 from approval_server.render import visible
 from approval_server.security import load_tokens
@@ -241,25 +242,32 @@ def hook(
     """For Claude Code's hooks (PermissionRequest, PreToolUse): read the hook's input on stdin, ask the running
     server (with the MCP token), print the hook's answer. If no answer can be had, it prints a deny saying why.
     `approval-server hook-config` prints the settings that run it."""
+    from approval_server import strict_json
     from approval_server.hooks import failure_output
 
     text = sys.stdin.read()
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
-        payload = None
-    event = payload.get("hook_event_name") if isinstance(payload, dict) else None
+        payload, malformed = strict_json.loads(text), None
+    except (ValueError, RecursionError) as exc:  # NaN, 1e400, a lone surrogate or not JSON at all: never sent on
+        payload, malformed = None, f"the hook's input is not JSON ({exc})"
+    event = None
+    with contextlib.suppress(ValueError, RecursionError):
+        lenient = json.loads(text)  # only to learn which event to answer
+        event = lenient.get("hook_event_name") if isinstance(lenient, dict) else None
     known = event if event in ("PreToolUse", "PermissionRequest") else None
     try:
+        if malformed is not None:
+            raise BadRequest(malformed)
         settings = load_client_settings(env_file, url, for_agent=True)
         tokens, _ = load_tokens(settings)
         # Wait as long as a request can: the server answers at its expiry at the latest.
         with ApiClient(settings.url, tokens.mcp, timeout=settings.approval_timeout_seconds + 30) as api:
             output = api.hook(payload, agent)
-    except ApprovalServerError as exc:
-        denial = failure_output(known, str(exc).splitlines()[0])
+    except Exception as exc:  # any failure is a deny (or exit 2, which blocks): exit 1 would let the call run
+        why = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        denial = failure_output(known, why)
         if denial is None:
-            typer.echo(f"approval-server hook: {exc}", err=True)
+            typer.echo(f"approval-server hook: {why}", err=True)
             raise typer.Exit(2) from None
         output = denial
     typer.echo(json.dumps(output, ensure_ascii=False))
