@@ -21,7 +21,7 @@ from approval_server.channels import Channel, Delivery
 from approval_server.decision import SERVER_ACTOR, Decision, describe_duration, internal_error
 from approval_server.errors import GrantEnded, NotFound, RequestClosed
 from approval_server.events import Event, EventHub
-from approval_server.fair_share import FAIR_SHARE_CHANNEL, Limits, Share
+from approval_server.fair_share import FAIR_SHARE_CHANNEL, Limits, Share, Turns
 from approval_server.grants import Grant, pattern_for, scopes_for
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.notices import Notice, with_outcome
@@ -55,6 +55,7 @@ class Broker:
         self.events = events
         self.timeout = timeout
         self.limits = limits
+        self._turns = Turns()
         self._waiters: dict[str, asyncio.Future[ApprovalRequest]] = {}
         self._opened: dict[str, ApprovalRequest] = {}  # the requests waited for here, as they were recorded
         self._reach: dict[str, dict[str, str | None]] = {}  # request id → channel → why it cannot reach anyone
@@ -99,21 +100,10 @@ class Broker:
     async def _submit(
         self, call: ToolCall, request: ApprovalRequest, waiter: asyncio.Future[ApprovalRequest]
     ) -> Decision:
-        await self.store.insert(request)
-        self.events.publish(Event("request.created", request))
-
-        verdict = self.policy.evaluate(call)
-        if verdict.action != "ask":
-            status = Status.ALLOWED if verdict.action == "allow" else Status.DENIED
-            return await self._close(request.id, Answer(status, verdict.rule or "policy", "policy", verdict.reason))
-        if verdict.rule is None:  # nothing in the policy asks for a human every time: an approver's grant may allow
-            pattern = pattern_for(call.tool_name, call.input)
-            grant = await self.store.matching_grant(scopes_for(call), call.tool_name, pattern.key, _now())
-            if grant is not None:
-                return await self._close(request.id, Answer(Status.ALLOWED, grant.label, "grant", grant.reason))
-        refusal = await self._admit(call, request)
-        if refusal is not None:
-            return await self._close(request.id, Answer(Status.DENIED, SERVER_ACTOR, FAIR_SHARE_CHANNEL, refusal))
+        async with self._turns.turn(call):
+            decided = await self._decide_at_once(call, request)
+        if decided is not None:
+            return decided
 
         self._notified.add(request.id)
         deliveries = await asyncio.gather(*(self._notify(channel, request) for channel in self.channels))
@@ -131,6 +121,26 @@ class Broker:
             message = f"no answer within {describe_duration(self.timeout)}"
             return await self._close(request.id, Answer(Status.EXPIRED, SERVER_ACTOR, "timeout", message))
         return Decision.for_request(closed)
+
+    async def _decide_at_once(self, call: ToolCall, request: ApprovalRequest) -> Decision | None:
+        """Record `request` and decide it without a human if the policy, a grant or the fair share does; None when
+        it is to wait for one (it then has its place in the fair share)."""
+        await self.store.insert(request)
+        self.events.publish(Event("request.created", request))
+
+        verdict = self.policy.evaluate(call)
+        if verdict.action != "ask":
+            status = Status.ALLOWED if verdict.action == "allow" else Status.DENIED
+            return await self._close(request.id, Answer(status, verdict.rule or "policy", "policy", verdict.reason))
+        if verdict.rule is None:  # nothing in the policy asks for a human every time: an approver's grant may allow
+            pattern = pattern_for(call.tool_name, call.input)
+            grant = await self.store.matching_grant(scopes_for(call), call.tool_name, pattern.key, _now())
+            if grant is not None:
+                return await self._close(request.id, Answer(Status.ALLOWED, grant.label, "grant", grant.reason))
+        refusal = await self._admit(call, request)
+        if refusal is not None:
+            return await self._close(request.id, Answer(Status.DENIED, SERVER_ACTOR, FAIR_SHARE_CHANNEL, refusal))
+        return None
 
     async def _admit(self, call: ToolCall, request: ApprovalRequest) -> str | None:
         """None when `request` may wait for a human; otherwise why not: its agent or its token has as many requests

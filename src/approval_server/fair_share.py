@@ -19,6 +19,9 @@ so that requests racing each other, on one server or several, never pass a limit
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from approval_server.models import ToolCall
@@ -76,3 +79,31 @@ class Limits:
             f"token may have waiting (APPROVAL_MAX_PENDING_PER_TOKEN={self.per_token}), whatever agent names they "
             "give. Wait for those to be answered before asking again."
         )
+
+
+class Turns:
+    """At most `at_once` calls of one share are being decided at once on this server (recorded, checked against the
+    policy, grants and the limits); the others wait their turn, in order, before any of that work.
+
+    Waiting for a human is not part of a turn. The limits above bound how many requests of one agent wait; this bounds
+    how much of the server one agent's flood of calls, each denied at once, can take from the others at any moment:
+    without it, every connection the agent opens is another request in the database's queue ahead of theirs."""
+
+    def __init__(self, at_once: int = 2) -> None:
+        self._at_once = at_once
+        self._gates: dict[Share, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, call: ToolCall) -> AsyncIterator[None]:
+        share = Share.of(call)
+        gate, users = self._gates.get(share, (asyncio.Semaphore(self._at_once), 0))
+        self._gates[share] = (gate, users + 1)
+        try:
+            async with gate:
+                yield
+        finally:
+            gate, users = self._gates[share]
+            if users == 1:
+                del self._gates[share]  # nothing kept for agents that are gone
+            else:
+                self._gates[share] = (gate, users - 1)
