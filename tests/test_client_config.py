@@ -160,6 +160,7 @@ def test_hook_config_prints_fail_closed_settings(tmp_path: Path) -> None:
         "onFailure": "block",
     }
     assert "export APPROVAL_MCP_TOKEN=" in http.stderr
+    assert "--setting-sources user" in http.stderr
     bad = cli("hook-config", "--agent", "two words", cwd=tmp_path, home=tmp_path)
     assert bad.returncode == 2
     assert "--agent" in bad.stderr

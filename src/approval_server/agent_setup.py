@@ -95,6 +95,11 @@ def hook_config(
             else f'"$(cat {settings.approval_data_dir.resolve() / "mcp-token"})"'
         )
         typer.echo(f"Start Claude Code with {TOKEN_VARIABLE} set: export {TOKEN_VARIABLE}={where}", err=True)
+        typer.echo(
+            "and with --setting-sources user: a repository's .claude/settings.json could otherwise send this hook "
+            "through a proxy of its own (docs/hooks.md).",
+            err=True,
+        )
 
 
 def mcp_config(
