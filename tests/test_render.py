@@ -11,7 +11,7 @@ def test_long_commands_are_never_cut() -> None:
     command = "echo " + "a" * 5000 + " && rm -rf /"
     text = render_text("Bash", {"command": command, "description": "why"})
     assert command in text
-    assert "Reason: why" in text
+    assert "Reason (the agent's words): why" in text
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ def test_long_commands_are_never_cut() -> None:
         ("a\rb", "a⟨U+000D⟩b"),
         ("tab\there", "tab⟨U+0009⟩here"),
         ("nb\u00a0sp", "nb⟨U+00A0⟩sp"),
-        ("fake ⟨U+202E⟩", "fake ⟨U+27E8⟩U+202E⟩"),
+        ("fake ⟨U+202E⟩", "fake ⟨U+27E8⟩U+202E⟨U+27E9⟩"),
         ("line1\nline2", "line1\nline2"),
         ("ünïcode ✓", "ünïcode ✓"),
     ],
@@ -39,7 +39,7 @@ def test_other_tools_show_every_field() -> None:
 
 def test_non_string_values_are_shown_as_json() -> None:
     text = render_text("Edit", {"replace_all": False, "edits": [{"a": 1}]})
-    assert "replace_all: false" in text
+    assert '"replace_all": false' in text
     assert '"a": 1' in text
 
 
@@ -53,7 +53,8 @@ def test_whatsapp_formatting_cannot_restyle_a_command(command: str) -> None:
     # Every value sits in a closed monospace block, and no backtick inside can end it early.
     assert len(blocks) % 2 == 1
     inside = blocks[1::2]
-    assert visible(command).replace("`", "⟨U+0060⟩") in inside
+    shown = visible(command).replace("`", "⟨U+0060⟩")
+    assert (shown if "\n" not in shown else "\n".join(f"┃ {line}" for line in shown.split("\n"))) in inside
     assert "*urgent* fix" in inside
     assert all("`" not in block for block in inside)
 

@@ -63,7 +63,14 @@ DURATIONS = {"15m": "15 minutes", "30m": "30 minutes", "1h": "1 hour", "2h": "2 
 
 _HERE = Path(__file__).parent
 _HIDDEN_CHAR = Markup('<span class="hidden-char" title="hidden character">{}</span>')
-_ESCAPE = re.compile(r"(⟨U\+[0-9A-F]{4,6}⟩)")
+_MARKED = {
+    "escape": _HIDDEN_CHAR,
+    "lookalike": Markup('<span class="hidden-char lookalike" title="look-alike character">{}</span>'),
+    "spaces": Markup('<span class="hidden-char spaces" title="spaces">{}</span>'),
+    "rtl-mark": Markup('<span class="rtl-mark" title="right-to-left text follows or ends">{}</span>'),
+    "rtl": Markup('<bdi class="rtl" dir="rtl">{}</bdi>'),
+}
+_ESCAPE = re.compile(r"(⟨U\+[0-9A-F]{4,6}⟩|⟨\d+ spaces?⟩|⟨/?rtl⟩)")
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -96,7 +103,9 @@ class SecurityHeaders:
 
 def shown(text: str) -> Markup:
     """`text` made visible (the shared renderer) and HTML-escaped, hidden characters highlighted."""
-    return Markup("").join(_HIDDEN_CHAR.format(run) if hidden else escape(run) for run, hidden in segments(text))
+    return Markup("").join(
+        escape(run.text) if run.kind == "plain" else _MARKED[run.kind].format(run.text) for run in segments(text)
+    )
 
 
 def escapes_marked(text: str) -> Markup:

@@ -1,71 +1,86 @@
-"""What a human is shown: the one place that turns a tool call into text and makes hidden characters visible.
+"""What a human is shown: the one place that turns a tool call into text for every surface.
 
-Nothing is cut: the text holds the whole input. Characters that could hide or disguise part of a command
-(control characters, ANSI escapes, bidirectional overrides, zero-width and other invisible characters) are
-replaced by a visible `⟨U+XXXX⟩`. The bracket itself is escaped too, so a command cannot fake an escape.
+Nothing is cut: the text holds the whole input. Which characters are shown as typed and which as a visible marker
+(`⟨U+XXXX⟩`, `⟨rtl⟩ … ⟨/rtl⟩`, `⟨N spaces⟩`) is decided in `reveal`. Here the parts of a call are labelled and laid
+out so that nothing the agent wrote can pass for a label: labels the agent chose (an input's keys) are quoted and
+escaped like values, and every line of a value that runs over several lines starts with a gutter, `┃`, a character
+the renderer never lets an input show as typed.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import unicodedata
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from approval_server import reveal
 from approval_server.models import JSONObject
+from approval_server.reveal import Run, escape
+from approval_server.weburl import web_host
 
-_HIDDEN_CATEGORIES = {"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"}
-_ESCAPE_OPEN = "⟨"
 FENCE = "```"
+GUTTER = "┃"
+# Characters of the layout itself: an input never shows them as typed.
+_RESERVED = (GUTTER, "`")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_./:@+-]+")
 
 
-def _is_hidden(char: str) -> bool:
-    if char == "\n":
-        return False
-    if char == _ESCAPE_OPEN:
-        return True
-    category = unicodedata.category(char)
-    if category in _HIDDEN_CATEGORIES:
-        return True
-    if category == "Zs" and char != " ":
-        return True
-    code = ord(char)
-    # Variation selectors and Hangul fillers render as nothing.
-    return 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF or code in (0x115F, 0x1160, 0x3164, 0xFFA0)
+def visible(text: str, *, code: bool = True) -> str:
+    """`text` as shown on a text surface, on as many lines as it has."""
+    return reveal.visible(text, code=code)
 
 
-def escape(char: str) -> str:
-    return f"⟨U+{ord(char):04X}⟩"
+def segments(text: str, *, code: bool = True) -> list[Run]:
+    """`text` as shown, in runs, so that a page can set each kind of marker apart."""
+    return [
+        Run(escape(run.text), "escape") if run.kind == "plain" and run.text in _RESERVED else run
+        for run in _split_reserved(reveal.runs(text, code=code))
+    ]
 
 
-def visible(text: str) -> str:
-    """`text` with every hidden or look-alike-escape character shown as `⟨U+XXXX⟩`."""
-    return "".join(run for run, _ in segments(text))
+def _split_reserved(runs: list[Run]) -> list[Run]:
+    out: list[Run] = []
+    for run in runs:
+        if run.kind != "plain" or not any(char in run.text for char in _RESERVED):
+            out.append(run)
+            continue
+        piece = ""
+        for char in run.text:
+            if char in _RESERVED:
+                if piece:
+                    out.append(Run(piece, "plain"))
+                out.append(Run(char, "plain"))
+                piece = ""
+            else:
+                piece += char
+        if piece:
+            out.append(Run(piece, "plain"))
+    return out
 
 
-def segments(text: str) -> list[tuple[str, bool]]:
-    """`text` made visible, in runs, each flagged True when it is an escape, so a page can highlight them."""
-    runs: list[tuple[str, bool]] = []
-    plain: list[str] = []
-    for char in text:
-        if _is_hidden(char):
-            if plain:
-                runs.append(("".join(plain), False))
-                plain = []
-            runs.append((escape(char), True))
-        else:
-            plain.append(char)
-    if plain:
-        runs.append(("".join(plain), False))
-    return runs
+def shown(text: str, *, code: bool = True) -> str:
+    """`text` as shown, with the layout's own characters (the gutter, backticks) escaped too."""
+    return "".join(run.text for run in segments(text, code=code))
+
+
+def label(text: str) -> str:
+    """Agent-written text shown where a label goes (a key, a name, a directory): on one line, quoted, escaped."""
+    return '"' + shown(text).replace("\n", escape("\n")).replace('"', escape('"')) + '"'
+
+
+def name(text: str) -> str:
+    """A name the agent gave (a tool, an agent, a directory): as typed when it is plainly one word of ASCII letters,
+    digits and `_ . / : @ + -`, quoted and escaped like a `label` otherwise."""
+    return text if _PLAIN_NAME.fullmatch(text) else label(text)
 
 
 def for_monospace(text: str) -> str:
     """`text` made visible for a WhatsApp monospace block, inside which `*bold*`, `_italic_` and `~strike~` are
     shown as typed. A backtick could close the block and let the rest be restyled, so it is shown as `⟨U+0060⟩`.
     """
-    return visible(text).replace("`", escape("`"))
+    return shown(text)
 
 
 def monospace(text: str) -> str:
@@ -76,17 +91,35 @@ def _value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2)
 
 
+REASON = "Reason (the agent's words)"
 FieldKind = Literal["code", "text", "diff", "json"]
 
 
 @dataclass(frozen=True)
 class Field:
     """One labelled part of a tool call. `value` is raw text (not yet made visible); `kind` says how to lay it out:
-    `code` and `json` in monospace, `diff` as lines starting with ` `, `-` or `+`, `text` as prose."""
+    `code` and `json` in monospace, `diff` as lines starting with ` `, `-` or `+`, `text` as prose (the agent's own
+    words, in their natural order). `key` is set when the label is a key of the input, which the agent chose."""
 
     label: str
     value: str
     kind: FieldKind
+    key: bool = False
+
+    @property
+    def title(self) -> str:
+        """The label as shown: the renderer's own words, or the agent's key quoted and escaped."""
+        return label(self.label) if self.key else self.label
+
+    @property
+    def code(self) -> bool:
+        return self.kind != "text"
+
+    def lines(self) -> list[str]:
+        """The value as shown, line by line (a diff's lines keep their first character as typed)."""
+        if self.kind == "diff":
+            return [line[:1] + shown(line[1:]) for line in self.value.split("\n")]
+        return shown(self.value, code=self.code).split("\n")
 
 
 def diff(old: str, new: str) -> str:
@@ -103,7 +136,7 @@ def diff(old: str, new: str) -> str:
 
 
 def _generic(key: str, value: Any) -> Field:
-    return Field(key, _value(value), "code" if isinstance(value, str) else "json")
+    return Field(key, _value(value), "code" if isinstance(value, str) else "json", key=True)
 
 
 def _take_str(rest: JSONObject, key: str) -> str | None:
@@ -124,7 +157,7 @@ def fields(tool_name: str, tool_input: JSONObject) -> list[Field]:
     if tool_name == "Bash" and (command := _take_str(rest, "command")) is not None:
         parts.append(Field("Command", command, "code"))
         if (description := _take_str(rest, "description")) is not None:
-            parts.append(Field("Reason", description, "text"))
+            parts.append(Field(REASON, description, "text"))
     elif (
         tool_name in ("Write", "Edit", "MultiEdit", "NotebookEdit", "Read")
         and (path := _take_str(rest, "file_path")) is not None
@@ -136,25 +169,45 @@ def fields(tool_name: str, tool_input: JSONObject) -> list[Field]:
             parts.append(Field("Change", diff(rest.pop("old_string"), rest.pop("new_string")), "diff"))
     elif tool_name == "WebFetch" and (url := _take_str(rest, "url")) is not None:
         parts.append(Field("URL", url, "code"))
+        host = web_host(url)
+        if host.fetched and (not url.isascii() or host.fetched not in url.lower() or host.host is None):
+            doubt = f" ({host.reason})" if host.host is None else ""
+            parts.append(Field("Fetches from", host.fetched + doubt, "code"))
         if (prompt := _take_str(rest, "prompt")) is not None:
-            parts.append(Field("Prompt", prompt, "text"))
+            parts.append(Field("Prompt (the agent's words)", prompt, "text"))
     return parts + [_generic(key, value) for key, value in rest.items()]
 
 
-def render_text(tool_name: str, tool_input: JSONObject) -> str:
-    """The full, plain-text description of a tool call, as stored with the request and shown in logs."""
-    lines = [f"Tool: {visible(tool_name)}"]
+def _block(field: Field, numbered: bool) -> list[str]:
+    lines = field.lines()
+    if numbered:
+        width = len(str(len(lines)))
+        return [f"{field.title}:", *(f"{number:>{width}}{GUTTER} {line}" for number, line in enumerate(lines, 1))]
+    if len(lines) == 1 and field.kind != "diff" and field.label != "Command":
+        return [f"{field.title}: {lines[0]}"]
+    return [f"{field.title}:", *(f"{GUTTER} {line}" for line in lines)]
+
+
+def render_text(tool_name: str, tool_input: JSONObject, *, numbered: bool = False) -> str:
+    """The full, plain-text description of a tool call: stored with the request, shown in logs and by the CLI.
+
+    A value on one line follows its label; a value on several lines (or any value, when `numbered`, with line
+    numbers) has a line of its own per line, each starting with the gutter, so that a real line break is told from
+    a soft wrap and no line of a value can pass for a label."""
+    lines = [f"Tool: {name(tool_name)}"]
     for field in fields(tool_name, tool_input):
-        shown, label = visible(field.value), visible(field.label)
-        lines.append(f"{label}:\n{shown}" if "\n" in shown or field.label == "Command" else f"{label}: {shown}")
+        lines += _block(field, numbered)
     return "\n".join(lines)
 
 
 def render_whatsapp(tool_name: str, tool_input: JSONObject) -> str:
-    """The same description for WhatsApp: every value in a monospace block, so nothing in it can restyle text."""
+    """The same description for WhatsApp: every value in a monospace block, so nothing in it can restyle text; a
+    value on several lines has the gutter on each."""
     lines = [f"Tool: {monospace(tool_name)}"]
     for field in fields(tool_name, tool_input):
-        lines.append(f"{visible(field.label)}:\n{monospace(field.value)}")
+        shown_lines = field.lines()
+        body = shown_lines[0] if len(shown_lines) == 1 else "\n".join(f"{GUTTER} {line}" for line in shown_lines)
+        lines.append(f"{field.title}:\n{FENCE}{body}{FENCE}")
     return "\n".join(lines)
 
 
@@ -169,4 +222,4 @@ def json_for_editing(value: Any) -> str:
         return "".join(f"\\u{int.from_bytes(data[i : i + 2], 'big'):04x}" for i in range(0, len(data), 2))
 
     text = json.dumps(value, ensure_ascii=False, indent=2)
-    return "".join(escaped(char) if char != "\n" and _is_hidden(char) else char for char in text)
+    return "".join(escaped(char) if char != "\n" and reveal.is_hidden(char) else char for char in text)
