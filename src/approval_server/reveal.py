@@ -9,7 +9,8 @@ through ICU (Unicode properties, and UTS #39's confusables and mixed-script rule
   are blank (BLANK, FILLER, NULL, REPLACEMENT), a combining mark with nothing visible to sit on, and every mark of
   a stack of more than two. Each is shown as `⟨U+XXXX⟩`.
 - look-alike (code only): in a token that mixes scripts, or whose skeleton is plain ASCII, each non-ASCII character
-  confusable with another; and anywhere, a non-ASCII punctuation or symbol confusable with another. `⟨U+XXXX⟩` too.
+  confusable with another; and anywhere, a full-width form or a non-ASCII punctuation or symbol confusable with
+  another. `⟨U+XXXX⟩` too.
 - marker look-alikes: `⟨` and `⟩` themselves, and the characters around a typed `U+XXXX`, so that an escape
   marker seen on a text surface is always one of ours.
 - right-to-left runs (code only): each run of right-to-left letters or Arabic digits is enclosed in `⟨rtl⟩ … ⟨/rtl⟩`.
@@ -51,6 +52,7 @@ _MARKS = _frozen("[:M:]")
 _RTL_START = _frozen("[[:bc=R:][:bc=AL:][:bc=AN:]]")
 _RTL_MORE = _frozen("[[:bc=R:][:bc=AL:][:bc=AN:][:bc=NSM:]]")
 _SYMBOLS = _frozen("[[:P:][:S:]]")
+_WIDE = _frozen("[:Decomposition_Type=Wide:]")  # full-width forms of ASCII (and a few more)
 # A character whose name says it draws nothing (Unicode names are Unicode data; these are the words it uses).
 _BLANK_NAME = re.compile(r"\b(BLANK|FILLER|NULL|REPLACEMENT)\b")
 _TYPED_MARKER = re.compile(r"U\+[0-9A-F]{1,6}", re.IGNORECASE)
@@ -72,7 +74,7 @@ def escape(char: str) -> str:
 @functools.cache
 def _blank_by_name() -> frozenset[str]:
     candidates = icu.UnicodeSet(
-        "[[:S:][:M:][:Lo:]-[:Unified_Ideograph:]-[:Hangul_Syllable_Type=LV:]-[:Hangul_Syllable_Type=LVT:]]"
+        "[^[:Cn:][:Co:][:Cs:][:Unified_Ideograph:][:Hangul_Syllable_Type=LV:][:Hangul_Syllable_Type=LVT:]]"
     )
     return frozenset(char for char in candidates if _BLANK_NAME.search(icu.Char.charName(char)))
 
@@ -117,9 +119,8 @@ def _lookalikes(text: str) -> set[int]:
         ascii_skeleton = skeleton(word).isascii()
         mixed = bool(_checker().check(word))
         for offset, char in enumerate(word):
-            if not _confusable(char):
-                continue
-            if mixed or ascii_skeleton or _SYMBOLS.contains(char):
+            suspect = mixed or ascii_skeleton or _SYMBOLS.contains(char)
+            if _WIDE.contains(char) or (suspect and _confusable(char)):
                 found.add(token.start() + offset)
     return found
 
