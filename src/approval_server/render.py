@@ -24,6 +24,7 @@ FENCE = "```"
 GUTTER = "┃"
 # Characters of the layout itself: an input never shows them as typed.
 _RESERVED = (GUTTER, "`")
+_URL = re.compile(r"\bhttps?://[^\s'\"<>|;&()]+", re.IGNORECASE)
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_./:@+-]+")
 
 
@@ -147,6 +148,17 @@ def _take_str(rest: JSONObject, key: str) -> str | None:
     return None
 
 
+def _foreign_hosts(command: str) -> list[str]:
+    """The hosts of the URLs in a command that hold characters beyond ASCII, in the ASCII (punycode) form a fetch
+    uses: `gіthub.com` (with a Cyrillic і) is `xn--gthub-n2e.com`."""
+    hosts = []
+    for url in _URL.findall(command):
+        fetched = web_host(url).fetched
+        if fetched and not url.isascii() and fetched not in hosts:
+            hosts.append(fetched)
+    return hosts
+
+
 def fields(tool_name: str, tool_input: JSONObject) -> list[Field]:
     """The labelled parts of a tool call, in the order a human should read them. Every key of the input is shown:
     the common tools get their own labels and layout (an Edit as a diff), anything else is shown key by key."""
@@ -156,6 +168,8 @@ def fields(tool_name: str, tool_input: JSONObject) -> list[Field]:
         return [Field("Arguments", json.dumps(tool_input, ensure_ascii=False, indent=2), "json")]
     if tool_name == "Bash" and (command := _take_str(rest, "command")) is not None:
         parts.append(Field("Command", command, "code"))
+        if hosts := _foreign_hosts(command):
+            parts.append(Field("Hosts, as fetched", "\n".join(hosts), "code"))
         if (description := _take_str(rest, "description")) is not None:
             parts.append(Field(REASON, description, "text"))
     elif (
