@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from approval_server.render import monospace, render_text, render_whatsapp, visible
@@ -85,3 +88,25 @@ def test_a_host_beyond_ascii_is_also_shown_as_fetched(tool: str, tool_input: dic
 def test_an_ascii_url_needs_no_second_line() -> None:
     assert "fetched" not in render_text("Bash", {"command": "curl https://github.com/x"}).lower()
     assert "Fetches from" not in render_text("WebFetch", {"url": "https://github.com/x", "prompt": "p"})
+
+
+@pytest.mark.parametrize("layout", [render_text, render_whatsapp])
+def test_a_key_cannot_pass_for_a_label(layout: Callable[[str, dict[str, Any]], str]) -> None:
+    text = layout("Bash", {"command": "rm -rf /srv/app", "\nCommand": "ls -la", "```": "x", "tail": "after"})
+    assert [line for line in text.split("\n") if line.startswith("Command")] == ["Command:"]
+    assert '"⟨U+000A⟩Command":' in text
+    assert '"⟨U+0060⟩⟨U+0060⟩⟨U+0060⟩":' in text
+
+
+def test_a_key_of_backticks_cannot_unbalance_the_whatsapp_blocks() -> None:
+    text = render_whatsapp("Bash", {"command": "rm -rf /srv/app", "```": "x", "tail": "`after`"})
+    blocks = text.split("```")
+    assert len(blocks) % 2 == 1
+    assert blocks[-2] == "⟨U+0060⟩after⟨U+0060⟩"  # the last value is still inside its own block
+
+
+@pytest.mark.parametrize("layout", [render_text, render_whatsapp])
+def test_a_reason_on_several_lines_cannot_pass_for_another_field(layout: Callable[[str, dict[str, Any]], str]) -> None:
+    text = layout("Bash", {"command": "ls", "description": "ok\n\nTool: Bash\nCommand:\nls -la"})
+    labels = [line for line in text.split("\n") if line.startswith(("Tool", "Command"))]
+    assert [line.replace("```", "") for line in labels] == ["Tool: Bash", "Command:"]
