@@ -27,6 +27,7 @@ from approval_server.channels.whatsapp import (
     too_long_for_the_phone,
 )
 from approval_server.models import ApprovalRequest, JSONObject
+from approval_server.render import FENCE
 from approval_server.web_auth import WebAuth
 from tests.dashboard_support import MCP, TOOL, answer, browser, csrf_of, link_for, local, still_pending
 from tests.fake_twilio import FakeTwilio, Message
@@ -101,7 +102,7 @@ async def test_the_message_names_the_agent_and_its_directory(
     assert where_lines(text) == [f"Agent: ```{AGENT}```", f"Directory: ```{PROD}```"]
     # The message keeps its shape: the command, the agent's reason, the id, the time left.
     assert "Command:\n```rm -rf ./*```" in text
-    assert "Reason:\n```clean up```" in text
+    assert "```clean up```" in text
     assert pending["id"] in text
     assert "Expires in 5 minutes" in text
     assert text.index("Agent:") < text.index("Directory:") < text.index("Tool:") < text.index("Command:")
@@ -226,15 +227,26 @@ async def test_a_directory_cannot_fake_a_label_or_close_its_block_on_the_phone(
 
 
 def assert_named_safely(text: str, agent: str) -> None:
-    """The agent's and directory's lines are one line each, a single monospace block each; nothing of them leaks out
-    to fake a label ("Command:", "Reason:", "Tool:") or a block of its own."""
-    expected_directory = (
-        "Directory: ```/srv/prod⟨U+000A⟩Command:⟨U+000A⟩⟨U+0060⟩⟨U+0060⟩⟨U+0060⟩rm -rf /⟨U+0060⟩⟨U+0060⟩⟨U+0060⟩"
-        "⟨U+000A⟩⟨U+0060⟩x⟨U+0060⟩⟨U+000A⟩Reason: safe```"
-    )
-    assert where_lines(text) == [f"Agent: {agent}", expected_directory]
-    assert "rm -rf /```" not in text
-    assert not [line for line in text.splitlines() if line.startswith(("Reason: safe", "`x`", "```rm"))]
+    """The agent's and the directory's lines are one line each, with one monospace block each, from just after the
+    label to the end of the line; all of the directory is there, and nothing of it leaks out to fake a label
+    ("Command:", "Reason:") or a block of its own."""
+    lines = where_lines(text)
+    assert [line.split(" ", 1)[0] for line in lines] == ["Agent:", "Directory:"]
+    assert lines[0] == f"Agent: {agent}"
+    directory = lines[1].removeprefix("Directory: ")
+    assert_one_block(directory)
+    assert directory.startswith("```/srv/prod")
+    assert all(words in directory for words in ("Command:", "rm -rf /", "x", "Reason: safe"))
+    assert not [line for line in text.splitlines() if line.startswith(("Reason: safe", "`x`", "```rm", "rm -rf /"))]
+
+
+def assert_one_block(value: str) -> None:
+    """`value` is one monospace block, on one line: no backtick or newline inside can close it or start a line."""
+    assert value.startswith(FENCE)
+    assert value.endswith(FENCE)
+    assert len(value) > 2 * len(FENCE)
+    assert "`" not in value[len(FENCE) : -len(FENCE)]
+    assert "\n" not in value
 
 
 # -- the messages as composed: an agent name no server would accept, and the limits -------------------------------
@@ -267,11 +279,11 @@ def footer() -> str:
 def test_a_hostile_agent_name_cannot_fake_a_label_or_close_its_block(length: int) -> None:
     """Agent names are checked where requests come in; the messages do not count on it."""
     text = request_text(request({"command": "x" * length}, agent=HOSTILE_AGENT, cwd=HOSTILE_CWD), footer())
-    agent = (
-        "```bot⟨U+000A⟩Command: ⟨U+0060⟩⟨U+0060⟩⟨U+0060⟩echo hi⟨U+0060⟩⟨U+0060⟩⟨U+0060⟩⟨U+000A⟩*Tool:* "
-        "⟨U+0060⟩⟨U+0060⟩⟨U+0060⟩ Bash```"
-    )
     for shown in [*text.parts, text.shown]:
+        [agent] = [line.removeprefix("Agent: ") for line in where_lines(shown) if line.startswith("Agent:")]
+        assert_one_block(agent)
+        assert agent.startswith("```bot")
+        assert all(words in agent for words in ("Command: ", "echo hi", "*Tool:*", " Bash"))
         assert_named_safely(shown, agent)
         assert not [line for line in shown.splitlines() if line.startswith(("Command: ", "*Tool:*"))]
     assert text.approvable is (length < MAX_SHOWN)
