@@ -134,11 +134,11 @@ def request_text(request: ApprovalRequest, footer: str) -> RequestText:
     message (`PART_LIMIT`); an input too long for the phone is described, not shown."""
     head = where(request)
     tool = f"Tool: {monospace(request.tool_name)}"
+    text = shown_input(request)
     if too_long_for_the_phone(request):
         why = (
-            f"The input is {len(shown_input(request)):,} characters long, too long to read on the phone: it is not "
-            f"shown here."
-            if len(shown_input(request)) > MAX_SHOWN
+            f"The input is {len(text):,} characters long, too long to read on the phone: it is not shown here."
+            if len(text) > MAX_SHOWN
             else "The agent's name or directory is too long to show on the phone."
         )
         shown = (
@@ -150,7 +150,6 @@ def request_text(request: ApprovalRequest, footer: str) -> RequestText:
     if len(described) + 2 + len(footer) <= TEMPLATE_TEXT_LIMIT:
         return RequestText([], f"{described}\n\n{footer}", approvable=True)
     # Split the text as shown, never inside a `⟨U+XXXX⟩`, and fence each part without escaping it again.
-    text = shown_input(request)
     size = PART_LIMIT - len(_part_head(request.id, 99, 99, head)) - 2 * len(FENCE)
     pieces = _split(text, size)
     parts = [
