@@ -5,6 +5,9 @@ Every request must carry a valid `X-Twilio-Signature` over the public URL Twilio
 configured approvers count, a delivery retried by Twilio (same `MessageSid`) is applied once, a reply applies
 only to the request it names or can only mean (see `whatsapp_replies`), and the answer is always the empty TwiML
 document Twilio expects.
+
+A request too long to read on the phone (`too_long_for_the_phone`) is approved only at its link: a reply or a button
+that would allow it is refused, with a reply that says why, and decides nothing. A deny is accepted (it fails closed).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from approval_server.bodies import read_form
 from approval_server.broker import Broker
-from approval_server.channels.whatsapp import WhatsAppChannel
+from approval_server.channels.whatsapp import WhatsAppChannel, too_long_for_the_phone, too_long_refusal
 from approval_server.channels.whatsapp_replies import HOW_TO_ANSWER, ReplyBinder, parse_reply
 from approval_server.config import WhatsAppSettings
 from approval_server.errors import BadRequest, HTTPError, RequestClosed
@@ -92,6 +95,9 @@ class TwilioWebhook:
         if isinstance(bound, str):
             await self._whatsapp.tell(sender, bound)
             return
+        if bound.decision == "allow" and (refusal := await self._only_at_the_link(bound.request_id, sender)):
+            await self._whatsapp.tell(sender, refusal)
+            return
         status = Status.ALLOWED if bound.decision == "allow" else Status.DENIED
         answer = Answer(status, sender, self._whatsapp.name, bound.message, remember=bound.remember)
         try:
@@ -102,6 +108,14 @@ class TwilioWebhook:
             await self._whatsapp.tell(
                 sender, f"Request {bound.request_id} is already {state}; your answer changed nothing."
             )
+
+    async def _only_at_the_link(self, request_id: str, approver: str) -> str | None:
+        """Why an allow of `request_id` from the phone is refused (it is too long to read there), or None."""
+        row = await self._broker.store.get(request_id)
+        if row is None or row.status is not Status.PENDING or not too_long_for_the_phone(row):
+            return None  # an answer to a request that is over is told so by `decide`
+        logger.info("refused a WhatsApp approval of request %s from %s: too long for the phone", request_id, approver)
+        return too_long_refusal(row, self._whatsapp.link(row.id, approver))
 
 
 def _field(form: FormData, name: str) -> str | None:

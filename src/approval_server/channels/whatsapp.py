@@ -6,6 +6,11 @@ blocks the event loop. Answers come back through `/twilio-webhook` (see `twilio_
 One approver is sent at most `per_minute` requests a minute (their turns are counted in the database, so across
 replicas too): past that, requests are held back, still waiting, and one message says how many more wait, with the
 dashboard's link. Notices are recorded too, so that what an approver was sent last is known (see `whatsapp_replies`).
+
+Every message about a request names the agent and its working directory (`where`), each value in monospace on one
+line, so that a command from /srv/prod never looks like one from /tmp/sandbox. A request too long to read on the phone
+(`too_long_for_the_phone`) is not shown, only described: it is approved only at its link, and a WhatsApp answer that
+would allow it is refused (see `twilio_webhook`); a deny is accepted, as a deny is always safe.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,8 +44,13 @@ logger = logging.getLogger(__name__)
 # the template's own words take about 100: the request as shown (with its link and expiry) must fit in the rest.
 TEMPLATE_TEXT_LIMIT = 900
 PART_LIMIT = 1400
-# Past this, the input is not split into parts but summarised with its exact length.
+# Past this, the input is not split into parts but summarised with its exact length (see `too_long_for_the_phone`).
 MAX_SHOWN = 6 * PART_LIMIT
+# An agent's name or working directory longer than this, as shown, is not shown: the request is then too long for the
+# phone, and the text that says so still fits in a template's.
+NAME_LIMIT = 160
+# A newline in a name or a directory, shown so that it cannot start a line that looks like a label ("Command:").
+NEWLINE = "⟨U+000A⟩"
 FAILED = {"failed", "undelivered"}
 # Twilio refused the template itself: send the same request as plain text instead.
 TEMPLATE_REFUSED = {63016, 63021, 63024, 63027, 21656, 20404}
@@ -60,6 +71,100 @@ def _split(text: str, size: int) -> list[str]:
         pieces.append(text[:cut])
         text = text[cut:]
     return [*pieces, text]
+
+
+def _one_line(value: str) -> str:
+    """`value` in a monospace block on one line: a backtick cannot close the block, a newline cannot start a line."""
+    return monospace(value).replace("\n", NEWLINE)
+
+
+def _named(value: str | None, missing: str) -> str:
+    if not value:
+        return f"({missing})"
+    shown = _one_line(value)
+    if len(shown) > NAME_LIMIT:
+        return "(too long to show here: read it at the link)"
+    return shown
+
+
+def where(request: ApprovalRequest) -> str:
+    """Who asks and from where, a line each: the agent's name and its working directory, or that they are unknown."""
+    return f"Agent: {_named(request.agent, 'unnamed')}\nDirectory: {_named(request.cwd, 'unknown')}"
+
+
+def shown_input(request: ApprovalRequest) -> str:
+    """The whole input as the numbered parts show it: indented JSON, made visible for a monospace block."""
+    return for_monospace(json.dumps(request.input, ensure_ascii=False, indent=1))
+
+
+def too_long_for_the_phone(request: ApprovalRequest) -> bool:
+    """Whether `request` is too long to be read on the phone: its input past `MAX_SHOWN` characters as shown, or its
+    agent's name or directory past `NAME_LIMIT`. WhatsApp then gives only its length and link, and a WhatsApp answer
+    that would allow it is refused: it is approved only at the link, which shows it whole.
+
+    Decided from the request alone, when it is sent and when it is answered, so every replica and a restarted server
+    decide the same."""
+    if len(shown_input(request)) > MAX_SHOWN:
+        return True
+    return any(value and len(_one_line(value)) > NAME_LIMIT for value in (request.agent, request.cwd))
+
+
+def too_long_refusal(request: ApprovalRequest, link: str) -> str:
+    """What an approver is told when their WhatsApp answer would allow a request too long for the phone."""
+    return (
+        f"Not applied: request {request.id} is too long to read on the phone, so it cannot be approved from "
+        f"WhatsApp. The only way to approve it is its link, which shows it whole: {link}\n"
+        f"DENY {request.id} (or the Deny button) still works here: a deny is always safe."
+    )
+
+
+@dataclass(frozen=True)
+class RequestText:
+    """What WhatsApp shows of a request: its input in numbered parts (each a message, sent first), if it is split,
+    and the text of the request's own message (the template's first variable)."""
+
+    parts: list[str]
+    shown: str
+    approvable: bool  # False: too long for the phone, approved only at its link
+
+
+def request_text(request: ApprovalRequest, footer: str) -> RequestText:
+    """The messages about `request`; `footer` (its link and expiry) ends the request's own message. Each names the
+    agent and the directory. The request's message fits a template's text (`TEMPLATE_TEXT_LIMIT`) and each part a
+    message (`PART_LIMIT`); an input too long for the phone is described, not shown."""
+    head = where(request)
+    tool = f"Tool: {monospace(request.tool_name)}"
+    text = shown_input(request)
+    if too_long_for_the_phone(request):
+        why = (
+            f"The input is {len(text):,} characters long, too long to read on the phone: it is not shown here."
+            if len(text) > MAX_SHOWN
+            else "The agent's name or directory is too long to show on the phone."
+        )
+        shown = (
+            f"{head}\n{tool}\n⚠️ {why} The only way to approve it is the link below, which shows it whole; an "
+            f"approval sent here (a reply, a button, a yes) is refused. DENY {request.id} still works.\n\n{footer}"
+        )
+        return RequestText([], shown, approvable=False)
+    described = f"{head}\n{render_whatsapp(request.tool_name, request.input)}"
+    if len(described) + 2 + len(footer) <= TEMPLATE_TEXT_LIMIT:
+        return RequestText([], f"{described}\n\n{footer}", approvable=True)
+    # Split the text as shown, never inside a `⟨U+XXXX⟩`, and fence each part without escaping it again.
+    size = PART_LIMIT - len(_part_head(request.id, 99, 99, head)) - 2 * len(FENCE)
+    pieces = _split(text, size)
+    parts = [
+        _part_head(request.id, number, len(pieces), head) + FENCE + piece + FENCE
+        for number, piece in enumerate(pieces, 1)
+    ]
+    shown = (
+        f"{head}\n{tool}\nThe full input ({len(text):,} characters) is in the {len(parts)} numbered messages "
+        f"above.\n\n{footer}"
+    )
+    return RequestText(parts, shown, approvable=True)
+
+
+def _part_head(request_id: str, number: int, count: int, head: str) -> str:
+    return f"Request {request_id}, part {number}/{count} of the input\n{head}\n"
 
 
 class WhatsAppChannel(Channel):
@@ -119,35 +224,16 @@ class WhatsAppChannel(Channel):
 
     async def _ask(self, approver: str, request: ApprovalRequest) -> str | None:
         """Send the request to one approver; returns why it failed, or None."""
-        described = render_whatsapp(request.tool_name, request.input)
-        if request.agent:
-            described = f"Agent: {monospace(request.agent)}\n{described}"
-        shown_input = for_monospace(json.dumps(request.input, ensure_ascii=False, indent=1))
         seconds = (request.expires_at - request.created_at).total_seconds()
         footer = (
             f"🔗 Read it all and answer in a browser: {self.link(request.id, approver)}\n"
             f"⏱️ Expires in {describe_duration(seconds)} ({request.expires_at:%H:%M} UTC)"
         )
+        text = request_text(request, footer)
         try:
-            if len(described) + 2 + len(footer) <= TEMPLATE_TEXT_LIMIT:
-                shown = f"{described}\n\n{footer}"
-            elif len(described) <= MAX_SHOWN:
-                # Split the text as shown, never inside a `⟨U+XXXX⟩`, and fence each part without escaping it again.
-                parts = _split(shown_input, PART_LIMIT)
-                for number, part in enumerate(parts, 1):
-                    head = f"Request {request.id}, part {number}/{len(parts)} of the input:\n"
-                    await self._send_for(request.id, approver, body=head + FENCE + part + FENCE)
-                shown = (
-                    f"Tool: {monospace(request.tool_name)}\nThe full input ({len(shown_input):,} "
-                    f"characters) is in the {len(parts)} numbered messages above.\n\n{footer}"
-                )
-            else:
-                shown = (
-                    f"Tool: {monospace(request.tool_name)}\nThe input is {len(shown_input):,} characters "
-                    f"long, too long to show here. Read it in full at the link below, or with "
-                    f"`approval-server show {request.id}`, before you answer.\n\n{footer}"
-                )
-            sent = await self._send_request(approver, request.id, shown)
+            for part in text.parts:
+                await self._send_for(request.id, approver, body=part)
+            sent = await self._send_request(approver, request.id, text)
             if sent.status in FAILED:  # Twilio reported the failure before the send call had returned
                 return f"{approver}: message {sent.status} (Twilio error {sent.error_code or 'none'})"
         except TwilioRestException as exc:
@@ -158,9 +244,9 @@ class WhatsAppChannel(Channel):
             return f"{approver}: Twilio unreachable ({exc.__class__.__name__})"
         return None
 
-    async def _send_request(self, approver: str, request_id: str, shown: str) -> OutboundMessage:
+    async def _send_request(self, approver: str, request_id: str, text: RequestText) -> OutboundMessage:
         if self._content_sid:
-            variables = json.dumps({"1": shown, "2": request_id}, ensure_ascii=False)
+            variables = json.dumps({"1": text.shown, "2": request_id}, ensure_ascii=False)
             try:
                 return await self._send_for(
                     request_id, approver, content_sid=self._content_sid, content_variables=variables
@@ -169,10 +255,13 @@ class WhatsAppChannel(Channel):
                 if exc.code not in TEMPLATE_REFUSED:
                     raise
                 logger.warning("Twilio refused the template (%s); sending plain text instead", exc.code)
-        body = (
-            f"🔔 Approval request {request_id}\n\n{shown}\n\nReply APPROVE {request_id} or DENY {request_id}, "
-            f"or ALWAYS {request_id} to allow the same again for this session."
+        how = (
+            f"Reply APPROVE {request_id} or DENY {request_id}, or ALWAYS {request_id} to allow the same again for "
+            f"this session."
+            if text.approvable
+            else f"Approve it only at the link above. To deny it, reply DENY {request_id}."
         )
+        body = f"🔔 Approval request {request_id}\n\n{text.shown}\n\n{how}"
         return await self._send_for(request_id, approver, body=body)
 
     def link(self, request_id: str, approver: str) -> str:
