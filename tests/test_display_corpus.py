@@ -41,7 +41,7 @@ CASES = corpus()
 
 
 # The server's own icons, in its own words around the request (an input's U+FE0F is always escaped).
-ICONS = re.compile("[\u23f1\u23f8]\ufe0f")
+ICONS = re.compile("[\u23f1\u23f8\u26a0]\ufe0f")
 
 
 def hidden_shown_as_typed(text: str) -> list[str]:
