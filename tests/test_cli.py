@@ -347,6 +347,8 @@ async def test_show_reveals_what_an_edit_an_approver_and_a_reason_hold(server: S
         await store.insert(row)
         answer = Answer(Status.ALLOWED, "alice\u202e\u200b\nbob", "api", "fine\u202e by me\u200b\nsecond", edited)
         await store.resolve(row.id, answer, datetime.now(UTC))
+        too_late = Answer(Status.DENIED, "mallory\u202e", "whatsapp", "no\u200b\nway", {"command": "x\u200b"})
+        await store.resolve(row.id, too_late, datetime.now(UTC))
     finally:
         await store.aclose()
     shown = await asyncio.to_thread(cli, "show", row.id, cwd=tmp_path, env=server_env(server))
@@ -360,14 +362,25 @@ async def test_show_reveals_what_an_edit_an_approver_and_a_reason_hold(server: S
     reasons = [line for line in lines if line.startswith("Reason (the words of whoever decided")]
     assert len(reasons) == 1
     assert after(lines, reasons[0], 2) == ["1┃ fine⟨U+202E⟩ by me⟨U+200B⟩", "2┃ second"]
-    edit = lines[lines.index(next(line for line in lines if line.startswith("Edited by the approver"))) :]
-    assert edit[1:7] == [
-        "Tool: Bash",
-        "Command:",
-        "1┃ echo ⟨U+202E⟩ok⟨U+200B⟩",
-        "2┃ echo two",
-        '"⟨U+000A⟩Command":',
-        "1┃ rm -rf ~",
+    assert after(lines, "Edited by the approver: the agent was told to run this instead:", 6) == [
+        "  Tool: Bash",
+        "  Command:",
+        "  1┃ echo ⟨U+202E⟩ok⟨U+200B⟩",
+        "  2┃ echo two",
+        '  "⟨U+000A⟩Command":',
+        "  1┃ rm -rf ~",
+    ]
+    applied, *late = after(lines, "Answers:", 10)
+    assert applied.endswith(": allowed (applied) via api by alice⟨U+202E⟩⟨U+200B⟩⟨U+000A⟩bob")
+    assert late[0].endswith(": denied (too late, it changed nothing) via whatsapp by mallory⟨U+202E⟩")
+    assert late[1:] == [
+        "    Message (the words of whoever answered):",
+        "    1┃ no⟨U+200B⟩",
+        "    2┃ way",
+        "    Edited input with this answer:",
+        "      Tool: Bash",
+        "      Command:",
+        "      1┃ x⟨U+200B⟩",
     ]
 
 

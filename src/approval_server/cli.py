@@ -57,13 +57,20 @@ def _to_line_end(text: str) -> str:
     return render.shown(text).replace("\n", escape("\n"))
 
 
-def _numbered(title: str, value: str, kind: render.FieldKind = "code", indent: str = "") -> list[str]:
+def _numbered(title: str, value: str, kind: render.FieldKind) -> str:
     """`value` under `title` (the CLI's own words), one numbered line per line behind the gutter, as
     `render_text(..., numbered=True)` lays out each field: a real line break is told from a soft wrap."""
     lines = render.Field(title, value, kind).lines()
     width = len(str(len(lines)))
-    numbered = (f"{number:>{width}}{render.GUTTER} {line}" for number, line in enumerate(lines, 1))
-    return [f"{indent}{title}:", *(indent + line for line in numbered)]
+    return "\n".join(
+        [f"{title}:", *(f"{number:>{width}}{render.GUTTER} {line}" for number, line in enumerate(lines, 1))]
+    )
+
+
+def _indented(text: str, indent: str) -> str:
+    """`text` set apart as part of what comes before it (nothing the agent wrote starts a line, so none can
+    pass for the end of it)."""
+    return "\n".join(indent + line for line in text.split("\n"))
 
 
 def _covers(grant: dict[str, Any]) -> str:
@@ -125,6 +132,7 @@ def list_requests(
 
 
 DECIDER_WORDS = "Reason (the words of whoever decided: an approver, a policy rule or the server)"
+ANSWER_WORDS = "Message (the words of whoever answered)"
 EDITED = "Edited by the approver: the agent was told to run this instead:"
 
 
@@ -141,7 +149,7 @@ def show(request_id: str, env_file: ClientEnvFile = None, url: Url = None) -> No
     typer.echo(render.render_text(row["tool_name"], row["input"], numbered=True))
     if row["updated_input"] is not None:
         typer.echo(EDITED)
-        typer.echo(render.render_text(row["tool_name"], row["updated_input"], numbered=True))
+        typer.echo(_indented(render.render_text(row["tool_name"], row["updated_input"], numbered=True), "  "))
     for title, key in (
         ("Agent", "agent"),
         ("Working directory", "cwd"),
@@ -152,27 +160,28 @@ def show(request_id: str, env_file: ClientEnvFile = None, url: Url = None) -> No
         if row[key] is not None:
             typer.echo(f"{title}: {render.name(row[key])}")
     if row["extra"]:
-        typer.echo("\n".join(_numbered("Other fields of the call", _json(row["extra"]), "json")))
+        typer.echo(_numbered("Other fields of the call", _json(row["extra"]), "json"))
     typer.echo(f"Created {row['created_at']}, expires {row['expires_at']}")
     if row["decided_at"]:
         typer.echo(f"Decided {row['decided_at']} via {render.name(row['decided_via'] or '')}")
         typer.echo(f"Decided by: {_to_line_end(row['decided_by'] or '')}")
     if row["reason"] is not None:
-        typer.echo("\n".join(_numbered(DECIDER_WORDS, row["reason"], "text")))
+        typer.echo(_numbered(DECIDER_WORDS, row["reason"], "text"))
     if row["remembered"]:
         typer.echo(f"Remembered: {render.name(row['remembered'])} (see `approval-server grants`)")
     if row["answers"]:
         typer.echo("Answers:")
     for answer in row["answers"]:
         status, outcome, via = (render.name(answer[key]) for key in ("status", "outcome", "channel"))
+        outcome = "too late, it changed nothing" if answer["outcome"] == "too_late" else outcome
         typer.echo(f"  {answer['at']}: {status} ({outcome}) via {via} by {_to_line_end(answer['actor'])}")
         if answer["outcome"] == "applied":  # its message and edit are the request's reason and edited input above
             continue
         if answer["message"] is not None:
-            typer.echo("\n".join(_numbered(DECIDER_WORDS, answer["message"], "text", indent="    ")))
+            typer.echo(_indented(_numbered(ANSWER_WORDS, answer["message"], "text"), "    "))
         if answer["updated_input"] is not None:
             edited = render.render_text(row["tool_name"], answer["updated_input"], numbered=True)
-            typer.echo("    Edited input with this answer:\n" + "\n".join("    " + line for line in edited.split("\n")))
+            typer.echo("    Edited input with this answer:\n" + _indented(edited, "      "))
 
 
 @app.command()
