@@ -7,10 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
+from approval_server.store import Store
 from tests.databases import POSTGRESQL
 from tests.fake_twilio import FakeTwilio
 from tests.support import API_TOKEN, MCP_TOKEN, REPO, SHARED_DASHBOARD_TOKEN, ServerProcess, wait_for_pending
@@ -234,3 +239,185 @@ def test_doctor_warns_that_the_servers_files_are_in_the_agents_reach(tmp_path: P
     result = cli("doctor", cwd=tmp_path, env={"SERVER_PORT": "9"})
     assert "can be read by this user" in result.stdout
     assert "deploy/approval-server.service" in result.stdout
+
+
+# What the approver sees is what runs: every field the CLI prints goes through the renderer.
+
+HIDDEN = ("\u202e", "\u200b", "\x1b")
+
+
+async def asked(api: httpx.AsyncClient, tool_name: str, tool_input: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Ask for `tool_input` through the hook endpoint; returns the call and the request, once recorded (pending, or
+    decided at once: the server denies by itself a call that names its own files, such as `rm -rf ~`)."""
+    tool_use_id = f"toolu_{uuid.uuid4().hex}"
+    payload = {"hook_event_name": "PreToolUse", "tool_name": tool_name, "tool_input": tool_input}
+    call = asyncio.create_task(api.post("/api/hook", json=payload | {"tool_use_id": tool_use_id}))
+    for _ in range(500):
+        for row in (await api.get("/api/requests", params={"limit": 1000})).json()["requests"]:
+            if row["tool_use_id"] == tool_use_id:
+                return call, row
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no request for {tool_input}")
+
+
+async def show_then_deny(server: ServerProcess, tmp_path: Path, tool_input: dict[str, Any]) -> list[str]:
+    """The lines `show` prints for a Bash call with `tool_input` (denied afterwards, if still pending)."""
+    async with server.api() as api:
+        call, row = await asked(api, "Bash", tool_input)
+        shown = await asyncio.to_thread(cli, "show", row["id"], cwd=tmp_path, env=server_env(server))
+        if row["status"] == "pending":
+            await api.post(f"/api/requests/{row['id']}/decision", json={"decision": "deny"})
+        await call
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout.splitlines()
+
+
+def after(lines: list[str], heading: str, count: int) -> list[str]:
+    """The `count` lines that follow the one line that is `heading`."""
+    assert lines.count(heading) == 1, lines
+    start = lines.index(heading) + 1
+    return lines[start : start + count]
+
+
+async def test_show_numbers_a_description_so_it_cannot_pass_for_a_second_command(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    description = "ok\n\nTool: Bash\nCommand:\nls -la"
+    lines = await show_then_deny(server, tmp_path, {"command": "rm -rf ~", "description": description})
+    assert [line for line in lines if line.startswith("Command:")] == ["Command:"]
+    assert [line for line in lines if line.startswith("Tool:")] == ["Tool: Bash"]
+    assert after(lines, "Command:", 1) == ["1┃ rm -rf ~"]
+    reason = after(lines, "Reason (the agent's words):", 6)
+    assert reason[:5] == ["1┃ ok", "2┃ ", "3┃ Tool: Bash", "4┃ Command:", "5┃ ls -la"]
+    assert not reason[5].startswith("6┃")
+
+
+async def test_show_quotes_a_key_that_starts_with_a_line_break(server: ServerProcess, tmp_path: Path) -> None:
+    lines = await show_then_deny(server, tmp_path, {"command": "rm -rf ~", "\nCommand": "ls -la"})
+    assert [line for line in lines if line.startswith("Command:")] == ["Command:"]
+    assert after(lines, "Command:", 1) == ["1┃ rm -rf ~"]
+    assert after(lines, '"⟨U+000A⟩Command":', 1) == ["1┃ ls -la"]
+
+
+async def test_show_keeps_a_command_padded_with_spaces_on_one_numbered_line(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    lines = await show_then_deny(server, tmp_path, {"command": "rm -rf ./build" + " " * 200 + "~/"})
+    command, following = after(lines, "Command:", 2)
+    assert command == "1┃ rm -rf ./build⟨200 spaces⟩~/"
+    assert "┃" not in following
+
+
+async def test_requests_prints_one_line_per_request_whatever_its_fields_hold(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    weird_tool = "Bash\nabc12345  pending    2099-01-01T00:00:00  Bash  \x1b[31mok\u202e"
+    async with server.api() as api:
+        first, one = await asked(api, weird_tool, {"command": "ls"})
+        second, two = await asked(api, "Bash", {"command": "echo a\necho b\u202e\u200b"})
+        listed = await asyncio.to_thread(cli, "requests", cwd=tmp_path, env=server_env(server))
+        assert one["status"] == two["status"] == "pending"
+        for row in (one, two):
+            await api.post(f"/api/requests/{row['id']}/decision", json={"decision": "deny"})
+        await asyncio.gather(first, second)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"{two['id']}  pending")
+    assert lines[0].endswith("echo a⟨U+000A⟩echo b⟨U+202E⟩⟨U+200B⟩")
+    assert lines[1].startswith(f"{one['id']}  pending")
+    assert '"Bash⟨U+000A⟩abc12345  pending    2099-01-01T00:00:00  Bash  ⟨U+001B⟩[31mok⟨U+202E⟩"' in lines[1]
+    assert not any(char in listed.stdout for char in HIDDEN)
+
+
+async def test_show_reveals_what_an_edit_an_approver_and_a_reason_hold(server: ServerProcess, tmp_path: Path) -> None:
+    assert server.database_url is not None
+    store = Store(server.database_url)
+    call = ToolCall(
+        "Bash",
+        {"command": "ls"},
+        tool_use_id="toolu\u200b\n1",
+        agent="laptop",
+        session="s\u202e1",
+        cwd="/srv/a\u202eb\nc",
+    )
+    row = ApprovalRequest.open(call, "", datetime.now(UTC), 60)
+    edited = {"command": "echo \u202eok\u200b\necho two", "\nCommand": "rm -rf ~"}
+    try:
+        await store.insert(row)
+        answer = Answer(Status.ALLOWED, "alice\u202e\u200b\nbob", "api", "fine\u202e by me\u200b\nsecond", edited)
+        await store.resolve(row.id, answer, datetime.now(UTC))
+        too_late = Answer(Status.DENIED, "mallory\u202e", "whatsapp", "no\u200b\nway", {"command": "x\u200b"})
+        await store.resolve(row.id, too_late, datetime.now(UTC))
+    finally:
+        await store.aclose()
+    shown = await asyncio.to_thread(cli, "show", row.id, cwd=tmp_path, env=server_env(server))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert not any(char in shown.stdout for char in HIDDEN)
+    assert "Decided by: alice⟨U+202E⟩⟨U+200B⟩⟨U+000A⟩bob" in lines
+    assert "Working directory: " + '"/srv/a⟨U+202E⟩b⟨U+000A⟩c"' in lines
+    assert "Tool use id: " + '"toolu⟨U+200B⟩⟨U+000A⟩1"' in lines
+    assert "Session: " + '"s⟨U+202E⟩1"' in lines
+    reasons = [line for line in lines if line.startswith("Reason (the words of whoever decided")]
+    assert len(reasons) == 1
+    assert after(lines, reasons[0], 2) == ["1┃ fine⟨U+202E⟩ by me⟨U+200B⟩", "2┃ second"]
+    assert after(lines, "Edited by the approver: the agent was told to run this instead:", 6) == [
+        "  Tool: Bash",
+        "  Command:",
+        "  1┃ echo ⟨U+202E⟩ok⟨U+200B⟩",
+        "  2┃ echo two",
+        '  "⟨U+000A⟩Command":',
+        "  1┃ rm -rf ~",
+    ]
+    applied, *late = after(lines, "Answers:", 10)
+    assert applied.endswith(": allowed (applied) via api by alice⟨U+202E⟩⟨U+200B⟩⟨U+000A⟩bob")
+    assert late[0].endswith(": denied (too late, it changed nothing) via whatsapp by mallory⟨U+202E⟩")
+    assert late[1:] == [
+        "    Message (the words of whoever answered):",
+        "    1┃ no⟨U+200B⟩",
+        "    2┃ way",
+        "    Edited input with this answer:",
+        "      Tool: Bash",
+        "      Command:",
+        "      1┃ x⟨U+200B⟩",
+    ]
+
+
+async def test_grants_print_one_line_each_with_the_rule_and_session_escaped(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    env = server_env(server)
+    command = "echo hi\u202e\necho two"
+    payload = {
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Bash",
+        "tool_input": {"command": command},
+        "session_id": "s\u202e1",
+        "cwd": "/srv/app",
+    }
+    async with server.api() as api:
+        call = asyncio.create_task(api.post("/api/hook", json=payload))
+        row = await wait_for_pending(api, {"input": {"command": command}})
+        approved = await asyncio.to_thread(cli, "approve", row["id"], "--remember", "session", cwd=tmp_path, env=env)
+        await call
+    assert approved.returncode == 0, approved.stderr
+    rule, session = '"Bash(echo hi⟨U+202E⟩⟨U+000A⟩echo two)"', 'session "s⟨U+202E⟩1"'
+    granted = approved.stdout.splitlines()
+    assert len(granted) == 2, granted
+    assert granted[1].startswith("Grant ")
+    assert f": {rule} for {session} until " in granted[1]
+    grant_id = granted[1].split()[1].rstrip(":")
+    listed = await asyncio.to_thread(cli, "grants", cwd=tmp_path, env=env)
+    revoked = await asyncio.to_thread(cli, "revoke", grant_id, cwd=tmp_path, env=env)
+    assert revoked.stdout == f"Grant {grant_id} ({rule}) revoked.\n"
+    ended = await asyncio.to_thread(cli, "grants", "--all", cwd=tmp_path, env=env)
+    for result in (listed, ended):
+        (line,) = result.stdout.splitlines()
+        assert line.startswith(grant_id)
+        assert f"  {rule}  for {session}" in line
+        assert '; allowed by api (says: "' in line
+        assert line.endswith(' (CLI)")')
+    assert ", revoked " in ended.stdout
+    for result in (approved, listed, revoked, ended):
+        assert not any(char in result.stdout for char in HIDDEN)

@@ -11,14 +11,14 @@ from typing import Annotated, Any
 
 import typer
 
-from approval_server import __version__, agent_setup
+from approval_server import __version__, agent_setup, render
 from approval_server.agent_setup import ClientEnvFile, Url  # for an agent or an approver: never ./.env
 from approval_server.client import ApiClient
 from approval_server.client_config import load_client_settings, write_client_file
 from approval_server.config import Settings, load_settings
 from approval_server.errors import ApprovalServerError, BadRequest, ConfigError
 from approval_server.models import Status
-from approval_server.render import visible
+from approval_server.reveal import escape
 from approval_server.security import load_tokens
 
 app = typer.Typer(
@@ -43,6 +43,44 @@ def _api(env_file: Path | None, url: str | None) -> ApiClient:
     settings = load_client_settings(env_file, url)
     tokens, _ = load_tokens(settings)
     return ApiClient(settings.url, tokens.api)
+
+
+# Everything printed that an agent or an approver wrote goes through the renderer, as on every other surface:
+# names with `render.name` (as typed when plainly one word, quoted and escaped otherwise), values that run over
+# lines as numbered lines behind the gutter (`_numbered`), and a value that ends its line with `_to_line_end`. A
+# line break in a one-line place is shown as `⟨U+000A⟩`, so that no field can start a line of its own.
+
+
+def _to_line_end(text: str) -> str:
+    """A value that ends its line, on that one line, shown as the renderer shows it. It needs no quotes: nothing
+    follows it, and spaces at its end are shown as `⟨N spaces⟩`."""
+    return render.shown(text).replace("\n", escape("\n"))
+
+
+def _numbered(title: str, value: str, kind: render.FieldKind) -> str:
+    """`value` under `title` (the CLI's own words), one numbered line per line behind the gutter, as
+    `render_text(..., numbered=True)` lays out each field: a real line break is told from a soft wrap."""
+    lines = render.Field(title, value, kind).lines()
+    width = len(str(len(lines)))
+    return "\n".join(
+        [f"{title}:", *(f"{number:>{width}}{render.GUTTER} {line}" for number, line in enumerate(lines, 1))]
+    )
+
+
+def _indented(text: str, indent: str) -> str:
+    """`text` set apart as part of what comes before it (nothing the agent wrote starts a line, so none can
+    pass for the end of it)."""
+    return "\n".join(indent + line for line in text.split("\n"))
+
+
+def _covers(grant: dict[str, Any]) -> str:
+    """Who a grant allows, in words (as `Grant.covers` says it), each name the agent gave shown with `name`."""
+    agent = f"agent {render.name(grant['agent'])}" if grant["agent"] else "unnamed agents"
+    if grant["kind"] == "timed":
+        return agent
+    if grant["session"]:
+        return f"session {render.name(grant['session'])}"
+    return f"{agent} in {render.name(grant['cwd'])}" if grant["cwd"] else agent
 
 
 def _actor() -> str:
@@ -88,8 +126,18 @@ def list_requests(
         return
     for row in rows:
         command = row["input"].get("command") if row["tool_name"] == "Bash" else None
-        summary = visible(command if isinstance(command, str) else json.dumps(row["input"], ensure_ascii=False))
-        typer.echo(f"{row['id']}  {row['status']:<9}  {row['created_at'][:19]}  {row['tool_name']:<10}  {summary}")
+        summary = _to_line_end(command if isinstance(command, str) else json.dumps(row["input"], ensure_ascii=False))
+        tool, agent = render.name(row["tool_name"]), render.name(row["agent"]) if row["agent"] else "-"
+        typer.echo(f"{row['id']}  {row['status']:<9}  {row['created_at'][:19]}  {tool:<10}  {agent:<10}  {summary}")
+
+
+DECIDER_WORDS = "Reason (the words of whoever decided: an approver, a policy rule or the server)"
+ANSWER_WORDS = "Message (the words of whoever answered)"
+EDITED = "Edited by the approver: the agent was told to run this instead:"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2)
 
 
 @app.command()
@@ -98,21 +146,42 @@ def show(request_id: str, env_file: ClientEnvFile = None, url: Url = None) -> No
     with _api(env_file, url) as api:
         row = api.get_request(request_id)
     typer.echo(f"Request {row['id']}: {row['status']}")
-    if row["agent"] or row["cwd"]:
-        typer.echo(
-            f"Agent: {visible(row['agent'] or 'unnamed')}" + (f" in {visible(row['cwd'])}" if row["cwd"] else "")
-        )
-    typer.echo(row["rendered"])
-    typer.echo(f"Created {row['created_at']}, expires {row['expires_at']}")
-    if row["decided_by"]:
-        typer.echo(
-            f"Decided {row['decided_at']} by {row['decided_by']} via {row['decided_via']}: {row['reason'] or ''}"
-        )
+    typer.echo(render.render_text(row["tool_name"], row["input"], numbered=True))
     if row["updated_input"] is not None:
-        typer.echo("Edited input: " + json.dumps(row["updated_input"], ensure_ascii=False))
+        typer.echo(EDITED)
+        typer.echo(_indented(render.render_text(row["tool_name"], row["updated_input"], numbered=True), "  "))
+    for title, key in (
+        ("Agent", "agent"),
+        ("Working directory", "cwd"),
+        ("Session", "session"),
+        ("Client", "client"),
+        ("Tool use id", "tool_use_id"),
+    ):
+        if row[key] is not None:
+            typer.echo(f"{title}: {render.name(row[key])}")
+    if row["extra"]:
+        typer.echo(_numbered("Other fields of the call", _json(row["extra"]), "json"))
+    typer.echo(f"Created {row['created_at']}, expires {row['expires_at']}")
+    if row["decided_at"]:
+        typer.echo(f"Decided {row['decided_at']} via {render.name(row['decided_via'] or '')}")
+        typer.echo(f"Decided by: {_to_line_end(row['decided_by'] or '')}")
+    if row["reason"] is not None:
+        typer.echo(_numbered(DECIDER_WORDS, row["reason"], "text"))
+    if row["remembered"]:
+        typer.echo(f"Remembered: {render.name(row['remembered'])} (see `approval-server grants`)")
+    if row["answers"]:
+        typer.echo("Answers:")
     for answer in row["answers"]:
-        by = f"{answer['actor']} via {answer['channel']}"
-        typer.echo(f"  answer {answer['at']}: {answer['status']} by {by} ({answer['outcome']})")
+        status, outcome, via = (render.name(answer[key]) for key in ("status", "outcome", "channel"))
+        outcome = "too late, it changed nothing" if answer["outcome"] == "too_late" else outcome
+        typer.echo(f"  {answer['at']}: {status} ({outcome}) via {via} by {_to_line_end(answer['actor'])}")
+        if answer["outcome"] == "applied":  # its message and edit are the request's reason and edited input above
+            continue
+        if answer["message"] is not None:
+            typer.echo(_indented(_numbered(ANSWER_WORDS, answer["message"], "text"), "    "))
+        if answer["updated_input"] is not None:
+            edited = render.render_text(row["tool_name"], answer["updated_input"], numbered=True)
+            typer.echo("    Edited input with this answer:\n" + _indented(edited, "      "))
 
 
 @app.command()
@@ -142,7 +211,9 @@ def approve(
         row = api.decide(request_id, body)
     typer.echo(f"Request {row['id']} allowed.")
     for grant in row["grants"]:
-        typer.echo(f"Grant {grant['id']}: {visible(grant['rule'])} for {grant['covers']} until {grant['expires_at']}.")
+        typer.echo(
+            f"Grant {grant['id']}: {render.name(grant['rule'])} for {_covers(grant)} until {grant['expires_at']}."
+        )
 
 
 @app.command("grants")
@@ -162,10 +233,14 @@ def list_grants(
         typer.echo("No grants." if show_all else "No grant is in force.")
         return
     for grant in grants:
-        ended = f", revoked by {grant['revoked_by']}" if grant["revoked_at"] else ""
+        ended = (
+            f", revoked {grant['revoked_at'][:19]} by {render.name(grant['revoked_by'] or '')}"
+            if grant["revoked_at"]
+            else ""
+        )
         typer.echo(
-            f"{grant['id']}  {grant['kind']:<7}  until {grant['expires_at'][:19]}  {visible(grant['rule'])}  "
-            f"for {visible(grant['covers'])}, by {visible(grant['created_by'])}{ended}"
+            f"{grant['id']}  {grant['kind']:<7}  until {grant['expires_at'][:19]}  {render.name(grant['rule'])}  "
+            f"for {_covers(grant)}{ended}; allowed by {_to_line_end(grant['created_by'])}"
         )
 
 
@@ -174,7 +249,7 @@ def revoke(grant_id: str, env_file: ClientEnvFile = None, url: Url = None) -> No
     """End a grant now: the same call asks a human again."""
     with _api(env_file, url) as api:
         grant = api.revoke_grant(grant_id, _actor())
-    typer.echo(f"Grant {grant['id']} ({visible(grant['rule'])}) revoked.")
+    typer.echo(f"Grant {grant['id']} ({render.name(grant['rule'])}) revoked.")
 
 
 @app.command()
