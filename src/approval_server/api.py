@@ -27,7 +27,6 @@ from approval_server.broker import Broker
 from approval_server.errors import BadRequest, NotFound
 from approval_server.hooks import hook_output, parse_hook_input
 from approval_server.models import Answer, Remember, Status, check_agent_name
-from approval_server.render import visible
 
 API_CHANNEL = "api"
 API_CREDENTIAL = "api"  # every call here came with the API token (see `fair_share`)
@@ -62,7 +61,7 @@ def recorded_actor(name: str | None) -> str:
     """Who the record says answered through the API: `api`, with the name the caller gave quoted as its own words,
     as in `api (says: "alice")`. Anyone with the API token can type any name, so a name can never pass for an
     approver's number, a dashboard session, the server or a policy rule."""
-    return API_CHANNEL if name is None else f"{API_CHANNEL} (says: {_quoted(visible(name))})"
+    return API_CHANNEL if name is None else f"{API_CHANNEL} (says: {_quoted(name)})"
 
 
 def _quoted(text: str) -> str:
