@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from approval_server.broker import Broker
 from approval_server.channels import Channel, Delivery
 from approval_server.errors import RequestClosed, StoreError
 from approval_server.events import EventHub
+from approval_server.fair_share import Limits
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.policy import RulesPolicy, Verdict
 from approval_server.rules import RuleSet
@@ -189,3 +191,22 @@ async def test_an_internal_error_is_a_deny_that_leaks_nothing(store: Store, data
     assert "internal error" in decision.message
     assert "denied for safety" in decision.message
     assert "secret-path" not in decision.message
+
+
+async def test_an_answer_given_before_the_request_takes_its_place_stands_alone_in_the_record(store: Store) -> None:
+    """A human can answer as soon as a request is recorded, before it has its place in the fair share: that answer
+    is the outcome, and the record holds no refusal by the server, which never happened."""
+    broker = make_broker(store, MockChannel("one"))
+    broker.limits = Limits(per_agent=5, per_token=10)
+    admit = store.admit
+
+    async def answered_first(request_id: str, *args: Any) -> tuple[int, int] | None:
+        await broker.decide(request_id, Answer(Status.DENIED, "alice", "api", "no"))
+        return await admit(request_id, *args)
+
+    store.admit = answered_first  # type: ignore[method-assign,assignment]
+    decision = await broker.submit(ToolCall(tool_name="Bash", input={"command": "ls"}))
+    rows = await store.recent()
+    assert decision.behavior == "deny"
+    assert (rows[0].status, rows[0].decided_by) == (Status.DENIED, "alice")
+    assert [answer["actor"] for answer in await store.answers_for(rows[0].id)] == ["alice"]

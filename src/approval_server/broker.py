@@ -181,8 +181,9 @@ class Broker:
             return Delivery(reached=False, detail=f"error: {exc.__class__.__name__}")
 
     async def _close(self, request_id: str, answer: Answer) -> Decision:
-        """Close a request on the server's own account; if an answer won the race, that answer stands."""
-        applied, row = await self.store.resolve(request_id, answer, _now())
+        """Close a request on the server's own account; if an answer won the race, that answer stands, and the
+        server's closing, which did not happen, is not recorded."""
+        applied, row = await self.store.resolve(request_id, answer, _now(), record_if_late=False)
         if row is None:
             raise NotFound(f"no request {request_id}")
         if applied:

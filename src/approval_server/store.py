@@ -405,9 +405,12 @@ class Store:
 
         return await self._run(work)
 
-    async def resolve(self, request_id: str, answer: Answer, at: datetime) -> tuple[bool, ApprovalRequest | None]:
-        """Apply `answer` if the request is still pending; record it either way. An allow that remembers records
-        its grant in the same transaction.
+    async def resolve(
+        self, request_id: str, answer: Answer, at: datetime, *, record_if_late: bool = True
+    ) -> tuple[bool, ApprovalRequest | None]:
+        """Apply `answer` if the request is still pending; record it either way, unless it is late and
+        `record_if_late` is False (the server's own closing, which did not happen if another answer won). An allow
+        that remembers records its grant in the same transaction.
 
         Returns whether this answer won, and the row as it now stands (`None` for an unknown id).
         """
@@ -441,7 +444,8 @@ class Store:
                 row = c.execute(_GET, {"request_id": request_id}).first()
             if row is None:
                 return False, None
-            c.execute(_RECORD_ANSWER, recorded | {"outcome": APPLIED if won else TOO_LATE})
+            if won or record_if_late:
+                c.execute(_RECORD_ANSWER, recorded | {"outcome": APPLIED if won else TOO_LATE})
             request = _row_to_request(row)
             if won and remembered and answer.remember:
                 grant = Grant.for_request(request, answer.remember, answer.actor, answer.channel, at)
