@@ -380,6 +380,17 @@ GLYPHS = """element => {
   return out;
 }"""
 SCROLL_WIDTH = "document.documentElement.scrollWidth"
+# What a copy of an element takes: its text as selected.
+COPY = """element => {
+  const selection = getSelection();
+  selection.removeAllRanges();
+  const range = document.createRange();
+  range.selectNodeContents(element);
+  selection.addRange(range);
+  const text = selection.toString();
+  selection.removeAllRanges();
+  return text;
+}"""
 
 
 @pytest.fixture
@@ -552,6 +563,10 @@ async def test_right_to_left_arguments_are_shown_in_the_order_they_run(
             await expect(lines).to_have_count(3)
             await expect(lines.nth(0)).to_have_text("rsync -a --delete ⟨rtl⟩מקור⟨/rtl⟩/ ⟨rtl⟩יעד⟨/rtl⟩/")
             await expect(lines.nth(1)).to_have_text("echo ⟨rtl⟩א⟨/rtl⟩ > ⟨rtl⟩ב⟨/rtl⟩")
+            # A copy of the value is its lines as shown, one per line, without the numbers.
+            copied = (await value.evaluate(COPY)).split("\n")
+            assert copied == [await line.inner_text() for line in await lines.all()], view
+            assert [line.split(" ")[0] for line in copied] == ["rsync", "echo", "curl"], view
             for number, first, second in ((0, "מקור", "יעד"), (1, "א", "ב")):
                 line = lines.nth(number)
                 runs = line.locator("bdi.rtl[dir=rtl]")
