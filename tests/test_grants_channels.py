@@ -567,13 +567,13 @@ async def test_allow_for_session_on_the_dashboard_makes_a_grant_and_the_same_cal
         active, _ = sections(grants_page.text)
         row = grant_row(active, grant["id"])
         assert f'action="/grants/{grant["id"]}/revoke"' in row
-        assert f"<code>Bash({command})</code>" in row
+        assert f'<code dir="ltr">Bash({command})</code>' in row
         assert f'<a href="/requests/{request_id}">' in row
         request_page = (await http.get(f"/requests/{request_id}")).text
         remembered = re.search(r"<dt>Remembered</dt><dd>(.*?)</dd>", request_page, re.DOTALL)
         assert remembered is not None
         assert f'<a href="/grants#grant-{grant["id"]}">grant {grant["id"]}</a>' in remembered.group(1)
-        assert f"<code>Bash({command})</code> for agent {agent} in {cwd}" in remembered.group(1)
+        assert f'<code dir="ltr">Bash({command})</code> for agent {agent} in {cwd}' in remembered.group(1)
 
         asked_before = len(request_messages(fake))
         before = await rows_for(api, input=tool_input)

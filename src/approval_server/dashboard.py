@@ -16,7 +16,8 @@ import csv
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,10 @@ from approval_server.errors import BadRequest, GrantEnded, NotFound, RequestClos
 from approval_server.events import Event
 from approval_server.grants import pattern_for, remembered_text, session_pattern
 from approval_server.models import Answer, ApprovalRequest, Remember, Status
-from approval_server.render import fields, json_for_editing, segments
+from approval_server.render import Field, fields, json_for_editing, segments
+from approval_server.render import name as plain_name
+from approval_server.reveal import RTL_CLOSE, RTL_OPEN, Run
+from approval_server.reveal import escape as escape_char
 from approval_server.web_auth import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -70,7 +74,9 @@ _MARKED = {
     "rtl-mark": Markup('<span class="rtl-mark" title="right-to-left text follows or ends">{}</span>'),
     "rtl": Markup('<bdi class="rtl" dir="rtl">{}</bdi>'),
 }
-_ESCAPE = re.compile(r"(⟨U\+[0-9A-F]{4,6}⟩|⟨\d+ spaces?⟩|⟨/?rtl⟩)")
+_ESCAPE = re.compile(r"(⟨U\+[0-9A-F]{4,6}⟩|⟨\d+ spaces?⟩|⟨rtl⟩|⟨/rtl⟩)")
+_SPACES_MARKER = re.compile(r"⟨\d+ spaces?⟩")
+MAX_GUTTER_DIGITS = 7  # the stylesheet has a gutter width for values of up to 9,999,999 lines
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -101,20 +107,115 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def shown(text: str) -> Markup:
-    """`text` made visible (the shared renderer) and HTML-escaped, hidden characters highlighted."""
+def _html(runs: Iterable[Run]) -> Markup:
+    """Runs of shown text as HTML: plain text escaped, each marker in the span that sets it apart."""
     return Markup("").join(
-        escape(run.text) if run.kind == "plain" else _MARKED[run.kind].format(run.text) for run in segments(text)
+        escape(run.text) if run.kind == "plain" else _MARKED[run.kind].format(run.text) for run in runs
     )
+
+
+def shown(text: str, code: bool = True) -> Markup:
+    """`text` made visible (the shared renderer) and HTML-escaped, hidden characters highlighted. `code` is for a
+    command, path, URL, key or value; `code=False` for prose (the agent's own words, in their natural order)."""
+    return _html(segments(text, code=code))
+
+
+def _escaped_in(runs: Iterable[Run], chars: str) -> list[Run]:
+    """`runs` with each of `chars` in a plain run turned into an escape marker."""
+    out: list[Run] = []
+    for run in runs:
+        if run.kind != "plain" or not any(char in run.text for char in chars):
+            out.append(run)
+            continue
+        for piece in re.split(f"([{re.escape(chars)}])", run.text):
+            if len(piece) == 1 and piece in chars:
+                out.append(Run(escape_char(piece), "escape"))
+            elif piece:
+                out.append(Run(piece, "plain"))
+    return out
+
+
+def label(text: str) -> Markup:
+    """`render.label` as HTML: agent-written text where a label goes (a key, a directory), on one line, quoted,
+    its markers highlighted. The text is exactly `render.label(text)`."""
+    return Markup('"') + _html(_escaped_in(segments(text), '\n"')) + Markup('"')
+
+
+def name(text: str) -> Markup:
+    """`render.name` as HTML: a plain name (ASCII letters, digits, `_ . / : @ + -`) as typed, anything else as a
+    `label`. The text is exactly `render.name(text)`."""
+    return escape(text) if plain_name(text) == text else label(text)
+
+
+def one_line(text: str) -> Markup:
+    """`text` made visible on one line: a line break is shown as `⟨U+000A⟩`, not folded into a space."""
+    return _html(_escaped_in(segments(text), "\n"))
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a value as a page shows it: its number, its HTML, and for a diff what happened to it."""
+
+    number: int
+    html: Markup
+    change: str = ""  # "add", "del" or "same" in a diff
+
+
+def _split_lines(runs: Iterable[Run]) -> list[list[Run]]:
+    lines: list[list[Run]] = [[]]
+    for run in runs:
+        if run.kind != "plain" or "\n" not in run.text:
+            lines[-1].append(run)
+            continue
+        first, *rest = run.text.split("\n")
+        if first:
+            lines[-1].append(Run(first, "plain"))
+        lines += [[Run(piece, "plain")] if piece else [] for piece in rest]
+    return lines
+
+
+def text_lines(text: str) -> list[Line]:
+    """A code-like value (not from `fields`, such as a record's other fields) line by line."""
+    return [Line(number, _html(runs)) for number, runs in enumerate(_split_lines(segments(text)), 1)]
+
+
+_CHANGES = {"+": "add", "-": "del"}
+
+
+def field_lines(field: Field) -> list[Line]:
+    """A code, JSON or diff field line by line, as `Field.lines()` has them: each line is its own element on the
+    page, with its number in a gutter, so a real line break is never taken for a soft wrap, nor a wrap for a break.
+    A diff's lines keep their first character (` `, `-`, `+`) as typed."""
+    if field.kind == "diff":
+        return [
+            Line(number, escape(line[:1]) + shown(line[1:]), _CHANGES.get(line[:1], "same"))
+            for number, line in enumerate(field.value.split("\n"), 1)
+        ]
+    return [Line(number, _html(runs)) for number, runs in enumerate(_split_lines(segments(field.value)), 1)]
+
+
+def gutter_digits(lines: list[Line]) -> int:
+    """How many digits the gutter holds (the stylesheet has a width for each)."""
+    return min(len(str(len(lines))), MAX_GUTTER_DIGITS)
 
 
 def escapes_marked(text: str) -> Markup:
-    """Text that already went through the renderer (a stored `rendered`), HTML-escaped, its escapes highlighted.
+    """Text that already went through the renderer (a stored `rendered`), HTML-escaped, its markers highlighted.
 
-    The renderer escapes every `⟨` it finds in an input, so each `⟨U+XXXX⟩` left in such text is one of its own."""
-    return Markup("").join(
-        _HIDDEN_CHAR.format(part) if _ESCAPE.fullmatch(part) else escape(part) for part in _ESCAPE.split(text)
-    )
+    The renderer escapes every `⟨` it finds in an input, so each marker left in such text is one of its own: the
+    text between `⟨rtl⟩` and `⟨/rtl⟩` is a right-to-left run, isolated like `shown` isolates it."""
+    out: list[Markup] = []
+    previous = ""
+    for part in _ESCAPE.split(text):
+        if _ESCAPE.fullmatch(part):
+            kind = "rtl-mark" if part in (RTL_OPEN, RTL_CLOSE) else "spaces" if _SPACES_MARKER.match(part) else "escape"
+            out.append(_MARKED[kind].format(part))
+        elif previous == RTL_OPEN and part and "\n" not in part:
+            out.append(_MARKED["rtl"].format(part))
+        else:
+            out.append(escape(part))
+        previous = part
+    return Markup("").join(out)
 
 
 def summary(text: str, size: int = SUMMARY_CHARS) -> Markup:
@@ -140,11 +241,17 @@ def _templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["shown"] = shown
+    env.filters["label"] = label
+    env.filters["name"] = name
+    env.filters["one_line"] = one_line
     env.filters["escapes_marked"] = escapes_marked
     env.filters["summary"] = summary
     env.filters["utc"] = _utc
     env.filters["editable"] = json_for_editing
     env.globals["fields"] = fields
+    env.globals["field_lines"] = field_lines
+    env.globals["text_lines"] = text_lines
+    env.globals["gutter_digits"] = gutter_digits
     env.globals["session_pattern"] = session_pattern
     env.globals["remembered_text"] = remembered_text
     env.globals["pattern_for"] = pattern_for
