@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
+from tests.browser import CHROMIUM_FLAGS, chromium_path
 from tests.databases import Databases
 from tests.fake_twilio import FakeTwilio
 from tests.support import ServerProcess
@@ -66,3 +68,15 @@ def start_whatsapp(start_server: Callable[..., ServerProcess], fake: FakeTwilio)
         return server
 
     return start
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's chromium, driven by Playwright (its own browser download is never used)."""
+    executable = chromium_path()
+    if executable is None:
+        pytest.fail("chromium is not installed: run `apt-get install chromium` (.ci/run does) or set CHROMIUM")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield browser
+        await browser.close()

@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +16,15 @@ import httpx
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from tests.browser import CHROMIUM_FLAGS, DASHBOARD_TOKEN, DESKTOP, PHONE, artifacts_dir, chromium_path
+from tests.browser import DASHBOARD_TOKEN, DESKTOP, PHONE, artifacts_dir
 from tests.fake_twilio import FakeTwilio
 from tests.support import MCP_TOKEN, REPO, ServerProcess, wait_for_pending
 from tests.test_mcp import TOOL, single_text_json
 from tests.whatsapp_support import ALICE, PUBLIC_URL, sent_to, text_of
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.fail("chromium is not installed: run `apt-get install chromium` (.ci/run does) or set CHROMIUM")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture

@@ -12,20 +12,20 @@ import asyncio
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from bidi import get_display
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from typer.testing import CliRunner
 
 from approval_server.cli import app
 from approval_server.render import diff
 from approval_server.reveal import is_hidden
-from tests.browser import CHROMIUM_FLAGS, DASHBOARD_TOKEN, DESKTOP, chromium_path
+from tests.browser import DASHBOARD_TOKEN, DESKTOP
 from tests.display_support import gutterless, unreveal
 from tests.fake_twilio import FakeTwilio
 from tests.hostile_corpus import Case, corpus
@@ -63,17 +63,6 @@ def reads_back(surface: str, case: Case) -> bool:
 def words_stay_in_place(line: str) -> bool:
     screen = get_display(line, base_dir="L")
     return [sorted(piece) for piece in screen.split(" ")] == [sorted(piece) for piece in line.split(" ")]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.fail("chromium is not installed: run `apt-get install chromium` (.ci/run does) or set CHROMIUM")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield browser
-        await browser.close()
 
 
 def agent(server: ServerProcess, name: str) -> Client[StreamableHttpTransport]:

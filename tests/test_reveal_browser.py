@@ -3,14 +3,11 @@ ink must be one the renderer escapes. An oracle independent of Unicode's propert
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import icu
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from approval_server.reveal import is_hidden
-from tests.browser import CHROMIUM_FLAGS, chromium_path
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -28,17 +25,6 @@ INK = """(codes) => {
   }
   return blank;
 }"""
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.fail("chromium is not installed: run `apt-get install chromium` (.ci/run does) or set CHROMIUM")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield browser
-        await browser.close()
 
 
 async def test_every_character_chromium_draws_blank_is_escaped(browser: Browser) -> None:
