@@ -88,8 +88,9 @@ async def test_a_nul_character_anywhere_is_recorded_shown_and_answered_exactly(s
     assert "⟨U+0000⟩" in pending["rendered"]
     assert [r["id"] for r in found["requests"]] == [pending["id"]]
     assert "no \x00 bytes" in answer["message"]
-    # The reason is kept exactly; the name an API caller gives is its own words, with hidden characters shown.
-    assert (row["decided_by"], row["reason"]) == ('api (says: "alice⟨U+0000⟩")', "no \x00 bytes")
+    # The reason is kept exactly; the name an API caller gives is its own words, quoted as a JSON string (every
+    # surface that shows it escapes what is hidden in it).
+    assert (row["decided_by"], row["reason"]) == ('api (says: "alice\\u0000")', "no \x00 bytes")
     assert missing.status_code == 404
 
 
