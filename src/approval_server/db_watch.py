@@ -65,14 +65,15 @@ class DatabaseFile:
 
 
 class DatabaseWatch:
-    """Looks at the database file every `CHECK_SECONDS`. On a loss it logs an ERROR, calls `on_lost` (the broker
-    denies the requests that wait, the data directory's record notes the loss), then logs an ERROR again every
-    `REMIND_SECONDS` for as long as the server runs."""
+    """Looks at the database file every `CHECK_SECONDS`, and once more as the server stops. On a loss it logs an
+    ERROR, calls `on_lost` (the broker denies the requests that wait, the data directory's record notes the loss),
+    then logs an ERROR again every `REMIND_SECONDS` for as long as the server runs."""
 
     def __init__(self, file: DatabaseFile, on_lost: Callable[[str], None]) -> None:
         self._file = file
         self._on_lost = on_lost
         self._task: asyncio.Task[None] | None = None
+        self._acted = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._watch())
@@ -82,13 +83,27 @@ class DatabaseWatch:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._act()  # a loss a request found in the last second is still told
 
     async def _watch(self) -> None:
+        interval = CHECK_SECONDS
         while True:
-            await asyncio.sleep(CHECK_SECONDS)
-            why = self._file.check()
-            if why is not None:
-                break
+            await asyncio.sleep(interval)
+            if self._acted:
+                logger.error(
+                    "the database is still lost (%s: %s): every call is denied until a restart",
+                    self._file.path,
+                    self._file.check(),
+                )
+            elif self._act():
+                interval = REMIND_SECONDS
+
+    def _act(self) -> bool:
+        """Whether the database is lost; the first time it is found so, tell it and act on it."""
+        why = self._file.check()
+        if why is None or self._acted:
+            return why is not None
+        self._acted = True
         logger.error(
             "THE DATABASE IS LOST: %s (%s). Nothing can be recorded any more: every new call is denied, the requests "
             "that waited are denied, answers are refused and /healthz answers 503. Stop the server, restore the "
@@ -100,8 +115,4 @@ class DatabaseWatch:
             self._on_lost(why)
         except Exception:
             logger.exception("could not act on the lost database")
-        while True:
-            await asyncio.sleep(REMIND_SECONDS)
-            logger.error(
-                "the database is still lost (%s: %s): every call is denied until a restart", self._file.path, why
-            )
+        return True
