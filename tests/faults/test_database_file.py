@@ -22,6 +22,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastmcp import Client
+from mcp.types import TextContent
 
 from tests.databases import POSTGRESQL
 from tests.support import ServerProcess, wait_for_pending
@@ -53,6 +54,7 @@ def refused_start(server: ServerProcess) -> subprocess.CompletedProcess[str]:
 
 async def ask(mcp: Client[Any], command: str) -> dict[str, Any]:
     result = await mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": command}})
+    assert isinstance(result.content[0], TextContent)
     answer: dict[str, Any] = json.loads(result.content[0].text)
     return answer
 
