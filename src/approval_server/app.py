@@ -42,7 +42,7 @@ class Health:
     async def respond(self, request: Request) -> JSONResponse:
         broker: Broker = request.app.state.broker
         lost = broker.store.lost()
-        body: dict[str, Any] = {"status": "ok"} if lost is None else {"status": "database_lost", "detail": lost}
+        body: dict[str, Any] = {"status": "ok"} if lost is None else {"status": "unavailable", "reason": lost}
         given = request.headers.get("authorization", "").encode("latin-1")
         if secrets.compare_digest(given, self._expected):
             body |= {"version": __version__, "pending": broker.pending_count}

@@ -3,7 +3,7 @@
 ApprovalServerError
  ├── ConfigError          bad settings or .env: a readable message, exit code 2
  ├── StoreError           the database failed (mapped from SQLAlchemy at the store boundary)
- │    └── DatabaseUnavailable  503 (also an HTTPError): the database can record nothing now
+ │    └── DatabaseUnavailable  503 (an HTTPError first): the database can record nothing now
  │         ├── DatabaseLost    its file was deleted or replaced under the running server (db_watch)
  │         └── DatabaseFull    its disk is full
  ├── ServerUnreachable     the CLI could not get an answer from the running server (client.py)
@@ -72,8 +72,9 @@ class TooLarge(HTTPError):
     code = "too_large"
 
 
-class DatabaseUnavailable(StoreError, HTTPError):
-    """The database can record nothing now: a store error that an HTTP client is told as 503, with the reason."""
+class DatabaseUnavailable(HTTPError, StoreError):
+    """The database can record nothing now: a store error that an HTTP client is told as 503, with the reason (its
+    `HTTPError` side comes first, so that a handler of store errors at large does not answer in its place)."""
 
     status_code = 503
     code = "database_unavailable"

@@ -100,8 +100,13 @@ async def test_deleting_the_data_directory_denies_every_call_refuses_answers_and
         assert f"approval-server cannot record anything ({DELETED})" in answer["message"]
     assert (decision.status_code, decision.json()["error"]) == (503, "database_lost")
     assert (listed.status_code, listed.json()["error"]) == (503, "database_lost")
-    assert (health.status_code, health.json()["status"], health.json()["pending"]) == (503, "database_lost", 0)
-    assert (anonymous.status_code, anonymous.json()) == (503, {"status": "database_lost", "detail": DELETED})
+    assert (health.status_code, health.json()["status"], health.json()["pending"]) == (503, "unavailable", 0)
+    assert DELETED in health.json()["reason"]
+    assert (anonymous.status_code, anonymous.json()["status"], set(anonymous.json())) == (
+        503,
+        "unavailable",
+        {"status", "reason"},  # neither the version nor the load for a stranger
+    )
     assert server.log().count("ERROR   approval_server.db_watch: THE DATABASE IS LOST") == 1
 
     # The server noted the loss where the data directory was, so the restart says what happened instead of
@@ -135,7 +140,8 @@ async def test_a_database_file_replaced_under_the_server_is_never_written_to(tmp
     for answer in new:
         assert answer["behavior"] == "deny"
         assert f"approval-server cannot record anything ({REPLACED})" in answer["message"]
-    assert (health.status_code, health.json()["detail"]) == (503, REPLACED)
+    assert health.status_code == 503
+    assert REPLACED in health.json()["reason"]
     assert commands_in(database) == ["before"]  # nothing went into the file put in place
 
     # The file in place now holds a database: a restart takes it (as it would a backup restored), and says so.
