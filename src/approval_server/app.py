@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 from approval_server import __version__, api
 from approval_server.broker import Broker
 from approval_server.dashboard import Dashboard, SecurityHeaders
+from approval_server.db_watch import DatabaseWatch
 from approval_server.errors import HTTPError
 from approval_server.mcp_tool import build_mcp
 from approval_server.replicas import Replication
@@ -31,19 +32,21 @@ logger = logging.getLogger(__name__)
 
 
 class Health:
-    """`GET /healthz`: `{"status": "ok"}` for anyone (load balancers, Docker); the version and the number of waiting
-    requests only with the API token, since they tell a stranger what to attack and when someone is waiting."""
+    """`GET /healthz`: `{"status": "ok"}` for anyone (load balancers, Docker), or 503 and why once the database is
+    lost (see `db_watch`); the version and the number of waiting requests only with the API token, since they tell a
+    stranger what to attack and when someone is waiting."""
 
     def __init__(self, api_token: str) -> None:
         self._expected = f"Bearer {api_token}".encode()
 
     async def respond(self, request: Request) -> JSONResponse:
-        body: dict[str, Any] = {"status": "ok"}
+        broker: Broker = request.app.state.broker
+        lost = broker.store.lost()
+        body: dict[str, Any] = {"status": "ok"} if lost is None else {"status": "unavailable", "reason": lost}
         given = request.headers.get("authorization", "").encode("latin-1")
         if secrets.compare_digest(given, self._expected):
-            broker: Broker = request.app.state.broker
             body |= {"version": __version__, "pending": broker.pending_count}
-        return JSONResponse(body)
+        return JSONResponse(body, status_code=200 if lost is None else 503)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -65,8 +68,10 @@ def create_app(
     dashboard: Dashboard,
     twilio_webhook: TwilioWebhook | None = None,
     lease_seconds: float | None = None,
+    watch: DatabaseWatch | None = None,
 ) -> Starlette:
-    """`lease_seconds`: on a shared database, this server is one replica among others (see `replicas`)."""
+    """`lease_seconds`: on a shared database, this server is one replica among others (see `replicas`); `watch`:
+    the database file's, while the app runs."""
     mcp = build_mcp(broker)
     mcp_auth = [Middleware(RequireBearer, token=tokens.mcp, realm="MCP")]
     mcp_http = mcp.http_app(path="/mcp", middleware=mcp_auth)
@@ -78,9 +83,13 @@ def create_app(
         replication = Replication(broker, lease_seconds) if lease_seconds else None
         if replication is not None:
             await replication.start()
+        if watch is not None:
+            watch.start()
         try:
             yield
         finally:
+            if watch is not None:
+                await watch.stop()
             if replication is not None:
                 await replication.stop()
             await broker.aclose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -18,8 +19,8 @@ from datetime import UTC, datetime
 import anyio
 
 from approval_server.channels import Channel, Delivery
-from approval_server.decision import SERVER_ACTOR, Decision, describe_duration, internal_error
-from approval_server.errors import GrantEnded, NotFound, RequestClosed
+from approval_server.decision import SERVER_ACTOR, Decision, describe_duration, internal_error, unrecordable
+from approval_server.errors import DatabaseUnavailable, GrantEnded, NotFound, RequestClosed
 from approval_server.events import Event, EventHub
 from approval_server.fair_share import FAIR_SHARE_CHANNEL, Limits, Share, Turns
 from approval_server.grants import Grant, pattern_for, scopes_for
@@ -72,6 +73,8 @@ class Broker:
         """Ask for a decision on `call` and wait for it. Never raises, except to propagate cancellation."""
         if self._shutting_down:
             return Decision.deny(SHUTDOWN_MESSAGE)
+        if (lost := self.store.lost()) is not None:
+            return Decision.deny(f"{unrecordable(lost)}.")
         request = ApprovalRequest.open(call, render_text(call.tool_name, call.input), _now(), self.timeout)
         waiter: asyncio.Future[ApprovalRequest] = asyncio.get_running_loop().create_future()
         self._waiters[request.id] = waiter
@@ -84,6 +87,9 @@ class Broker:
                     request.id, Answer(Status.CANCELLED, SERVER_ACTOR, "mcp", "the agent went away")
                 )
             raise
+        except DatabaseUnavailable as exc:  # nothing can be recorded: neither the request nor its deny
+            logger.error("request %s denied: %s", request.id, exc)
+            return Decision.deny(f"{unrecordable(exc.why)} (approval request {request.id}).")
         except Exception:
             logger.exception("internal error while handling request %s; denying it", request.id)
             message = internal_error(request.id).message
@@ -268,6 +274,24 @@ class Broker:
         if self._waiters:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), 2)
+
+    def refuse_waiting(self, why: str) -> None:
+        """The database is lost (see `db_watch`): no answer to a waiting request can be recorded any more, so each is
+        denied now, and its caller told why. Nothing is recorded, nor announced: there is nowhere to record it."""
+        at, reason = _now(), unrecordable(why)
+        for request_id, waiter in self._waiters.items():
+            if not waiter.done():
+                denied = dataclasses.replace(
+                    self._opened[request_id],
+                    status=Status.DENIED,
+                    decided_at=at,
+                    decided_by=SERVER_ACTOR,
+                    decided_via=SERVER_ACTOR,
+                    reason=reason,
+                )
+                waiter.set_result(denied)
+        if self._waiters:
+            logger.error("denied the %d request(s) waiting: %s", len(self._waiters), why)
 
     def _after_close(self, row: ApprovalRequest) -> None:
         waiter = self._waiters.get(row.id)

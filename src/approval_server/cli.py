@@ -28,7 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-db_app = typer.Typer(help="The database's schema: see where it stands, migrate it.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The database: see where its schema stands, migrate it, or begin a new one on purpose.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 
 EnvFile = Annotated[Path, typer.Option("--env-file", help="The server's .env file to read settings from.")]
@@ -381,10 +383,13 @@ def doctor(env_file: EnvFile = ENV_DEFAULT) -> None:
 @db_app.command("upgrade")
 def db_upgrade(env_file: EnvFile = ENV_DEFAULT) -> None:
     """Migrate the database (DATABASE_URL) to the newest schema; harmless when it is there already."""
+    from approval_server.db_record import DatabaseRecord
     from approval_server.store import Store
 
-    store = Store(_settings(env_file).store_url)
+    settings = _settings(env_file)
+    store = Store(settings.store_url)
     try:
+        DatabaseRecord(settings.approval_data_dir).check(store)  # never an empty SQLite file where one was lost
         before = store.revision()
         store.migrate()
         after = store.revision()
@@ -392,6 +397,26 @@ def db_upgrade(env_file: EnvFile = ENV_DEFAULT) -> None:
         store.close()
     done = "already" if before == after else f"migrated from {before.current or 'an empty database'} and now"
     typer.echo(f"Database {store.describe()}: {done} {after.describe()}.")
+
+
+@db_app.command("new")
+def db_new(env_file: EnvFile = ENV_DEFAULT) -> None:
+    """Begin a new, empty database on purpose: where the server refuses to start because the data directory's
+    database is gone (its history is not in the new one)."""
+    from approval_server.db_record import DatabaseRecord
+    from approval_server.store import Store
+
+    settings = _settings(env_file)
+    store = Store(settings.store_url)
+    try:
+        if store.holds_database():
+            raise ConfigError(f"The database {store.describe()} is not empty (it has a schema): nothing done.")
+        store.migrate()
+        DatabaseRecord(settings.approval_data_dir).write(store)
+        revision = store.revision()
+    finally:
+        store.close()
+    typer.echo(f"Database {store.describe()}: new and empty, {revision.describe()}. The server can start.")
 
 
 @db_app.command("current")

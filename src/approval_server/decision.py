@@ -100,3 +100,11 @@ def internal_error(request_id: str | None) -> Decision:
         f"approval-server had an internal error{ref}, so the action was denied for safety. "
         "Nobody approved it; tell the user and do not retry it unattended."
     )
+
+
+def unrecordable(why: str) -> str:
+    """The deny of a call the server cannot record (its database is lost, or its disk full): `why` says which."""
+    return (
+        f"approval-server cannot record anything ({why}), so the action was denied before anyone could approve it. "
+        "Nobody approved it; tell the user, and do not retry it unattended"
+    )

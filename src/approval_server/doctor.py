@@ -13,6 +13,7 @@ import httpx
 
 from approval_server.client_config import client_file, readable_client_file
 from approval_server.config import Settings, load_settings
+from approval_server.db_record import DatabaseRecord
 from approval_server.errors import ApprovalServerError, ConfigError
 from approval_server.rules import load_rules
 from approval_server.security import load_tokens
@@ -88,6 +89,7 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
 
     store = Store(settings.store_url)
     try:
+        DatabaseRecord(settings.approval_data_dir).check(store)  # before a migration would create an empty one
         if store.migrates_itself:
             store.migrate()
         revision = store.revision()

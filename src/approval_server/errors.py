@@ -3,6 +3,9 @@
 ApprovalServerError
  ├── ConfigError          bad settings or .env: a readable message, exit code 2
  ├── StoreError           the database failed (mapped from SQLAlchemy at the store boundary)
+ │    └── DatabaseUnavailable  503 (an HTTPError first): the database can record nothing now
+ │         ├── DatabaseLost    its file was deleted or replaced under the running server (db_watch)
+ │         └── DatabaseFull    its disk is full
  ├── ServerUnreachable     the CLI could not get an answer from the running server (client.py)
  └── HTTPError            an answer to an HTTP client, carrying its status
       ├── BadRequest      400: malformed JSON or fields
@@ -67,3 +70,23 @@ class GrantEnded(HTTPError):
 class TooLarge(HTTPError):
     status_code = 413
     code = "too_large"
+
+
+class DatabaseUnavailable(HTTPError, StoreError):
+    """The database can record nothing now: a store error that an HTTP client is told as 503, with the reason (its
+    `HTTPError` side comes first, so that a handler of store errors at large does not answer in its place)."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"approval-server cannot record anything: {why}")
+        self.why = why
+
+
+class DatabaseLost(DatabaseUnavailable):
+    code = "database_lost"
+
+
+class DatabaseFull(DatabaseUnavailable):
+    code = "database_full"

@@ -26,6 +26,8 @@ from approval_server.connections import (
     raise_open_file_limit,
 )
 from approval_server.dashboard import Dashboard
+from approval_server.db_record import DatabaseRecord
+from approval_server.db_watch import DatabaseWatch
 from approval_server.decision import describe_duration
 from approval_server.events import EventHub
 from approval_server.fair_share import Limits
@@ -38,6 +40,8 @@ from approval_server.self_protect import SelfProtection
 from approval_server.store import Store
 from approval_server.twilio_webhook import TwilioWebhook
 from approval_server.web_auth import WebAuth, WrongTokenLimit
+
+logger = logging.getLogger(__name__)
 
 # Time for the deny answers of the requests just closed to be written before connections close.
 RESPONSE_FLUSH_SECONDS = 0.2
@@ -87,7 +91,12 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
     configure_logging(settings.approval_log_level)
     tokens, created = load_tokens(settings)
     store = Store(settings.store_url, replica=new_request_id() if settings.shares_database else None)
+    record = DatabaseRecord(settings.approval_data_dir)
+    recorded = record.check(store)
     store.prepare()
+    record.write(store)
+    if recorded is not None and recorded.lost:
+        logger.warning("the server that last used the database found that %s; it is back now", recorded.lost)
     auth = WebAuth(tokens.dashboard)
     channels: list[Channel] = [LogChannel()]
     whatsapp = WhatsAppChannel(whatsapp_settings, store, auth) if whatsapp_settings else None
@@ -109,7 +118,13 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
         WrongTokenLimit(settings.approval_wrong_tokens_per_minute),
     )
     lease = settings.approval_lease_seconds if store.shared else None
-    app = create_app(broker, tokens, settings.allowed_hosts, dashboard, webhook, lease_seconds=lease)
+
+    def lost(why: str) -> None:
+        broker.refuse_waiting(why)
+        record.note_lost(store, why)
+
+    watch = DatabaseWatch(store.file, lost) if store.file is not None else None
+    app = create_app(broker, tokens, settings.allowed_hosts, dashboard, webhook, lease_seconds=lease, watch=watch)
 
     open_files = raise_open_file_limit()
     guard = ConnectionGuard(max_connections(open_files))

@@ -29,7 +29,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from approval_server.errors import ConfigError, StoreError
+from approval_server.db_watch import DatabaseFile
+from approval_server.errors import ConfigError, DatabaseFull, DatabaseLost, StoreError
 from approval_server.fair_share import Limits, Share
 from approval_server.grants import Grant
 from approval_server.models import Answer, ApprovalRequest, Status
@@ -43,6 +44,8 @@ T = TypeVar("T")
 APPLIED = "applied"
 TOO_LATE = "too_late"
 UPGRADE_COMMAND = "approval-server db upgrade"
+SQLITE_FULL = 13  # sqlite3's error code for "database or disk is full"
+POSTGRESQL_DISK_FULL = "53100"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -75,6 +78,14 @@ class Revision:
         if not self.known:
             return f"at revision {self.current}, which this version does not know: upgrade approval-server"
         return f"at revision {self.current}, not the newest ({self.newest}): run  {UPGRADE_COMMAND}"
+
+
+def _disk_full(exc: SQLAlchemyError) -> bool:
+    cause = getattr(exc, "orig", None)
+    code = getattr(cause, "sqlite_errorcode", None)  # may be an extended code: its low byte is the primary one
+    return (isinstance(code, int) and code & 0xFF == SQLITE_FULL) or getattr(cause, "sqlstate", None) == (
+        POSTGRESQL_DISK_FULL
+    )
 
 
 def _alembic_config() -> Config:
@@ -183,8 +194,12 @@ class Store:
     def __init__(self, url: str, replica: str | None = None) -> None:
         self.replica = replica
         url_obj = sa.make_url(url)
+        # SQLite's file, watched once the store is prepared (see `db_watch`).
+        self.path: Path | None = None
+        self.file: DatabaseFile | None = None
         if url_obj.get_backend_name() == "sqlite" and url_obj.database not in (None, "", ":memory:"):
-            Path(url_obj.database).parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(url_obj.database).absolute()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._engine: Engine = sa.create_engine(url_obj, pool_pre_ping=True)
         # PostgreSQL is served from the event loop itself, through psycopg's asyncio connections: no hop to a worker
         # thread and back, each a wait for the GIL behind the loop's own work (milliseconds at p99 under load).
@@ -192,6 +207,7 @@ class Store:
         self._async_engine: AsyncEngine | None = None
         self._in_flight: set[asyncio.Future[Any]] = set()
         if url_obj.get_backend_name() == "sqlite":
+            sa.event.listen(self._engine, "connect", self._refuse_another_file)  # before the pragmas write to it
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
         else:
             self._async_engine = create_async_engine(url_obj, pool_pre_ping=True)
@@ -228,10 +244,13 @@ class Store:
         return Revision(current, newest, known)
 
     def prepare(self) -> None:
-        """Make the store ready to serve (blocking; called once at start-up): SQLite is migrated; any other database
-        must be migrated already, or this raises `ConfigError` naming the command to run."""
+        """Make the store ready to serve (blocking; called once at start-up): SQLite is migrated and its file watched
+        from then on; any other database must be migrated already, or this raises `ConfigError` naming the command to
+        run."""
         if self.migrates_itself:
             self.migrate()
+            if self.path is not None:
+                self.file = DatabaseFile(self.path)
             return
         revision = self.revision()
         if not revision.is_newest:
@@ -239,6 +258,27 @@ class Store:
                 f"The database {self.describe()} is {revision.describe()}, then start the server again. "
                 "(A server never migrates a PostgreSQL database itself: others may be using it.)"
             )
+
+    def holds_database(self) -> bool:
+        """Whether the database has a schema (blocking). A missing SQLite file is not created to find out."""
+        if self.path is not None and not self.path.exists():
+            return False
+        return self.revision().current is not None
+
+    def lost(self) -> str | None:
+        """Why nothing can be recorded any more (the database file was deleted or replaced), or None."""
+        return self.file.check() if self.file is not None else None
+
+    def _ensure_file(self) -> None:
+        why = self.lost()
+        if why is not None:
+            raise DatabaseLost(why)
+
+    def _refuse_another_file(self, dbapi_connection: Any, _record: Any) -> None:
+        """A connection opened once the file at the path is another: it is closed before anything is written."""
+        if self.file is not None and self.file.check() is not None:
+            dbapi_connection.close()
+            self._ensure_file()
 
     @property
     def shared(self) -> bool:
@@ -270,21 +310,26 @@ class Store:
     def close(self) -> None:
         """Release the connections of the blocking calls (`migrate`, `revision`); `aclose` releases them all."""
         self._engine.dispose()
+        if self.file is not None:
+            self.file.close()
 
     async def aclose(self) -> None:
         if self._in_flight:  # let transactions under way end (a database that hangs cannot hold up a shutdown)
             await asyncio.wait(self._in_flight, timeout=10)
         if self._async_engine is not None:
             await self._async_engine.dispose()
-        self._engine.dispose()
+        self.close()
 
     async def _run(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one transaction. Once begun it runs to its end, as in a worker thread: a caller cancelled
         meanwhile (an agent that went away) stops waiting for it, but never leaves it half done."""
 
         def in_transaction() -> T:
+            self._ensure_file()
             with self._engine.begin() as connection:
-                return work(connection)
+                result = work(connection)
+            self._ensure_file()  # committed into a file that is gone: nothing was recorded
+            return result
 
         async def in_async_transaction(engine: AsyncEngine) -> T:
             async with engine.begin() as connection:
@@ -298,6 +343,8 @@ class Store:
             task.add_done_callback(self._in_flight.discard)
             return await asyncio.shield(task)
         except SQLAlchemyError as exc:
+            if _disk_full(exc):
+                raise DatabaseFull("the disk that holds its database is full") from exc
             raise StoreError(f"database error: {exc.__class__.__name__}") from exc
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
