@@ -100,3 +100,11 @@ def internal_error(request_id: str | None) -> Decision:
         f"approval-server had an internal error{ref}, so the action was denied for safety. "
         "Nobody approved it; tell the user and do not retry it unattended."
     )
+
+
+def not_recorded(request_id: str) -> Decision:
+    """The deny when the request could not even be recorded: the database failed or was locked."""
+    return Decision.deny(
+        f"approval-server had an internal error: its database could not record approval request {request_id}, so "
+        "the action was denied for safety. Nobody approved it; tell the user and do not retry it unattended."
+    )

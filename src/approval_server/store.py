@@ -43,13 +43,16 @@ T = TypeVar("T")
 APPLIED = "applied"
 TOO_LATE = "too_late"
 UPGRADE_COMMAND = "approval-server db upgrade"
+# How long a statement waits for a lock another connection holds before it fails (SQLite's busy timeout, PostgreSQL's
+# lock_timeout): a locked database fails a request after this, once, instead of holding it without end.
+LOCK_WAIT_MS = 10_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -75,6 +78,13 @@ class Revision:
         if not self.known:
             return f"at revision {self.current}, which this version does not know: upgrade approval-server"
         return f"at revision {self.current}, not the newest ({self.newest}): run  {UPGRADE_COMMAND}"
+
+
+def _driver_says(exc: SQLAlchemyError) -> str:
+    """The first line of the database driver's own message (`database is locked`), for the log: never the statement
+    or its parameters, which SQLAlchemy's message holds."""
+    said = str(getattr(exc, "orig", None) or "").strip().splitlines()
+    return f" ({said[0][:200]})" if said else ""
 
 
 def _alembic_config() -> Config:
@@ -194,7 +204,8 @@ class Store:
         if url_obj.get_backend_name() == "sqlite":
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
         else:
-            self._async_engine = create_async_engine(url_obj, pool_pre_ping=True)
+            options = f"{url_obj.query.get('options', '')} -c lock_timeout={LOCK_WAIT_MS}".strip()
+            self._async_engine = create_async_engine(url_obj, pool_pre_ping=True, connect_args={"options": options})
 
     @property
     def migrates_itself(self) -> bool:
@@ -298,7 +309,7 @@ class Store:
             task.add_done_callback(self._in_flight.discard)
             return await asyncio.shield(task)
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc.__class__.__name__}") from exc
+            raise StoreError(f"database error: {exc.__class__.__name__}{_driver_says(exc)}") from exc
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one transaction, as every operation here does: for the store's companion modules that keep
