@@ -349,15 +349,18 @@ async def test_injected_hangs_and_refused_connections(fake: FakeTwilio) -> None:
 
     fake.hang_sends(60)
     held = asyncio.create_task(send())
-    while not fake.hung[1:]:
+    for _ in range(500):
+        if fake.hung[1:]:
+            break
         await asyncio.sleep(0.01)
     fake.clear_failures()
     assert await asyncio.wait_for(held, 5) < 5
 
     url = fake.base_url
     fake.refuse_connections()
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(url)
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(url)
     fake.accept_connections()
     assert fake.base_url == url
     assert await send() < 5
