@@ -278,11 +278,11 @@ async def test_a_request_the_store_cannot_record_is_denied_without_another_write
     class LockedStore(Store):
         async def insert(self, request: ApprovalRequest) -> None:
             writes.append("insert")
-            raise StoreError("database error: OperationalError (database is locked)")
+            raise StoreError("database error: OperationalError")
 
         async def resolve(self, *args: Any, **kwargs: Any) -> Any:
             writes.append("resolve")
-            raise StoreError("database error: OperationalError (database is locked)")
+            raise StoreError("database error: OperationalError")
 
     locked = LockedStore(database_url)
     decision = await make_broker(locked, MockChannel("one")).submit(CALL)

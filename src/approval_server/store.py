@@ -81,8 +81,8 @@ class Revision:
 
 
 def _driver_says(exc: SQLAlchemyError) -> str:
-    """The first line of the database driver's own message (`database is locked`), for the log: never the statement
-    or its parameters, which SQLAlchemy's message holds."""
+    """The first line of the database driver's own message (`database is locked`): never the statement or its
+    parameters, which SQLAlchemy's message holds."""
     said = str(getattr(exc, "orig", None) or "").strip().splitlines()
     return f" ({said[0][:200]})" if said else ""
 
@@ -309,7 +309,9 @@ class Store:
             task.add_done_callback(self._in_flight.discard)
             return await asyncio.shield(task)
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc.__class__.__name__}{_driver_says(exc)}") from exc
+            # The driver's words are for the operator; the error, which may reach an agent, names only the class.
+            logger.warning("database error: %s%s", exc.__class__.__name__, _driver_says(exc))
+            raise StoreError(f"database error: {exc.__class__.__name__}") from exc
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one transaction, as every operation here does: for the store's companion modules that keep
