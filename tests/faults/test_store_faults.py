@@ -21,6 +21,7 @@ import psycopg
 import sqlalchemy as sa
 
 from approval_server.store import LOCK_WAIT_MS
+from tests.dashboard_support import DASHBOARD_TOKEN, page_csrf, signed_in
 from tests.databases import POSTGRESQL
 from tests.fake_twilio import FakeTwilio
 from tests.support import API_TOKEN, MCP_TOKEN, ServerProcess, wait_for_pending
@@ -108,16 +109,20 @@ async def test_a_locked_database_denies_within_one_lock_wait_and_writes_nothing_
 async def test_a_database_error_is_a_json_503_and_the_connection_serves_the_next_request(
     start_whatsapp: Callable[..., ServerProcess], fake: FakeTwilio, database_url: str
 ) -> None:
-    server = start_whatsapp()
+    """Through the API, the dashboard and Twilio's webhook alike; the API's client sends its next request on the same
+    connection."""
+    server = start_whatsapp(APPROVAL_DASHBOARD_TOKEN=DASHBOARD_TOKEN)
     fake.webhook_timeout = 3 * LOCK_WAIT  # Twilio waits 15 s for a webhook's answer
-    async with server.mcp() as mcp, one_connection(API_TOKEN, server) as api:
+    async with server.mcp() as mcp, one_connection(API_TOKEN, server) as api, signed_in(server) as dashboard:
         call = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "make"}}))
         pending = await wait_for_pending(api)
         first = await api.get(f"/api/requests/{pending['id']}")
+        form = {"csrf": await page_csrf(dashboard, f"/requests/{pending['id']}"), "decision": "allow"}
         decision = f"/api/requests/{pending['id']}/decision"
         with locked(database_url):
-            refused, webhook = await asyncio.gather(
+            refused, on_the_dashboard, webhook = await asyncio.gather(
                 api.post(decision, json={"decision": "allow"}),
+                dashboard.post(f"/requests/{pending['id']}/decision", data=form),
                 fake.send_inbound(from_=ALICE, body=f"APPROVE {pending['id']}"),
             )
         assert refused.status_code == 503
@@ -125,7 +130,8 @@ async def test_a_database_error_is_a_json_503_and_the_connection_serves_the_next
             "error": "store_unavailable",
             "detail": "the database could not complete the operation; try again later (see the server log)",
         }
-        assert (webhook.status_code, json.loads(webhook.body)["error"]) == (503, "store_unavailable")
+        assert (on_the_dashboard.status_code, on_the_dashboard.json()) == (503, refused.json())
+        assert (webhook.status_code, json.loads(webhook.body)) == (503, refused.json())
         assert not call.done()
 
         again = await api.post(decision, json={"decision": "allow"})
