@@ -309,8 +309,10 @@ class Store:
             task.add_done_callback(self._in_flight.discard)
             return await asyncio.shield(task)
         except SQLAlchemyError as exc:
-            # The driver's words are for the operator; the error, which may reach an agent, names only the class.
-            logger.warning("database error: %s%s", exc.__class__.__name__, _driver_says(exc))
+            # The driver's words are for the operator; the error, which may reach an agent, names only the class. (A
+            # constraint's refusal is an answer its caller may expect: `first_sighting`.)
+            if not isinstance(exc, sa.exc.IntegrityError):
+                logger.warning("database error: %s%s", exc.__class__.__name__, _driver_says(exc))
             raise StoreError(f"database error: {exc.__class__.__name__}") from exc
 
     async def transaction(self, work: Callable[[Connection], T]) -> T:
