@@ -78,7 +78,11 @@ Failure injection::
     fake.refuse_freeform(63016)                        # sends without ContentSid fail
     fake.refuse_templates(63021)                       # sends with ContentSid fail
     fake.fail_delivery(to="+15551234567", error_code=63015)  # accepted (201), then callback "failed"
-    fake.clear_failures()
+    fake.fail_sends(20500, http_status=500)            # Twilio's own failure
+    fake.hang_sends(60, to="+15551234567")             # creates answered only after 60 s (``fake.hung`` lists them)
+    fake.clear_failures()                              # also lets the creates held by hang_sends go at once
+    fake.refuse_connections()                          # stop listening, port kept: connections are refused
+    fake.accept_connections()                          # listen again on the same port
 
 ``FakeTwilio(enforce_session_window=True)`` models WhatsApp's 24-hour window: a free-form send
 (or an unapproved template) to a number with no recent inbound message is accepted, then fails
@@ -140,6 +144,7 @@ __all__ = [
     "ContentTemplate",
     "FailureRule",
     "FakeTwilio",
+    "HangRule",
     "LoopbackServer",
     "Message",
     "NonLoopbackError",
@@ -353,13 +358,13 @@ class LoopbackServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> Self:
-        """Bind a free port and serve in a daemon thread; returns once accepting."""
+        """Bind a free port (the same one when started again) and serve in a daemon thread; returns once accepting."""
         if self._thread is not None:
             raise RuntimeError(f"{self.name} already started")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((self.host, 0))
+        sock.bind((self.host, self.port))  # a free port the first time; the same one when started again
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
@@ -584,6 +589,23 @@ class FailureRule:
         return self.kind == "any" or (self.kind == "template") == is_template
 
 
+@dataclass
+class HangRule:
+    """Matching creates are held ``seconds`` before they are answered (as usual, or by a failure rule):
+    a Twilio that does not answer. ``released`` (set by :meth:`FakeTwilio.clear_failures`) lets them go."""
+
+    seconds: float
+    to: str | None = None
+    times: int | None = None
+    """How many more creates this rule holds (``None``: no limit)."""
+    released: bool = False
+
+    def matches(self, to: str) -> bool:
+        if self.released or (self.times is not None and self.times <= 0):
+            return False
+        return self.to is None or _bare(self.to) == _bare(to)
+
+
 # -- webhooks ----------------------------------------------------------------------------
 
 
@@ -741,6 +763,8 @@ class FakeTwilio:
         self._messages: dict[str, Message] = {}
         self._contents: dict[str, ContentTemplate] = {}
         self._failures: list[FailureRule] = []
+        self._hangs: list[HangRule] = []
+        self._hung: list[str] = []
         self._deliveries: list[WebhookDelivery] = []
         self._last_inbound: dict[str, datetime] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -845,6 +869,10 @@ class FakeTwilio:
             self._messages.clear()
             self._contents.clear()
             self._failures.clear()
+            for rule in self._hangs:
+                rule.released = True
+            self._hangs.clear()
+            self._hung.clear()
             self._deliveries.clear()
             self._last_inbound.clear()
             self._pending.clear()
@@ -999,9 +1027,34 @@ class FakeTwilio:
             self._failures.append(rule)
         return rule
 
+    def hang_sends(self, seconds: float, *, to: str | None = None, times: int | None = None) -> HangRule:
+        """Hold matching creates ``seconds`` before answering them (``times=None``: until cleared)."""
+        rule = HangRule(seconds=seconds, to=to, times=times)
+        with self._lock:
+            self._hangs.append(rule)
+        return rule
+
+    @property
+    def hung(self) -> list[str]:
+        """The ``To`` of every create a :meth:`hang_sends` rule held, in arrival order."""
+        with self._lock:
+            return list(self._hung)
+
     def clear_failures(self) -> None:
+        """Forget every injected failure; creates held by :meth:`hang_sends` are answered at once."""
         with self._lock:
             self._failures.clear()
+            for rule in self._hangs:
+                rule.released = True
+            self._hangs.clear()
+
+    def refuse_connections(self) -> None:
+        """Stop listening, keeping the port: every connection is refused until :meth:`accept_connections`."""
+        self._server.stop()
+
+    def accept_connections(self) -> None:
+        """Listen again, on the same port."""
+        self._server.start()
 
     # -- webhook builders ------------------------------------------------------------
 
@@ -1382,6 +1435,8 @@ class FakeTwilio:
             except ValueError:
                 parsed_json = None
         user = self._basic_user(request)
+        if request.method == "POST" and _MESSAGES.match(request.url.path):
+            await self._hold(_first(form).get("To", ""))
         try:
             response = self._dispatch(request, form, parsed_json, raw, user)
         except _TwilioError as exc:
@@ -1407,6 +1462,19 @@ class FakeTwilio:
         with self._lock:
             self._requests.append(recorded)
         return response
+
+    async def _hold(self, to: str) -> None:
+        """Wait as the first :meth:`hang_sends` rule matching ``to`` says (until it is released)."""
+        with self._lock:
+            rule = next((r for r in self._hangs if r.matches(to)), None)
+            if rule is None:
+                return
+            if rule.times is not None:
+                rule.times -= 1
+            self._hung.append(to)
+        deadline = time.monotonic() + rule.seconds
+        while time.monotonic() < deadline and not rule.released:  # noqa: ASYNC110 (released from the test's thread)
+            await asyncio.sleep(0.01)
 
     @staticmethod
     def _basic_user(request: Request) -> tuple[str, str] | None:

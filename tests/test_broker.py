@@ -210,3 +210,84 @@ async def test_an_answer_given_before_the_request_takes_its_place_stands_alone_i
     assert decision.behavior == "deny"
     assert (rows[0].status, rows[0].decided_by) == (Status.DENIED, "alice")
     assert [answer["actor"] for answer in await store.answers_for(rows[0].id)] == ["alice"]
+
+
+async def hang(request: ApprovalRequest) -> Delivery:
+    await asyncio.sleep(3600)
+    raise AssertionError("unreachable")
+
+
+async def test_a_hanging_send_never_holds_the_answer(store: Store) -> None:
+    broker = make_broker(store, MockChannel("slow", hang), MockChannel("fast"))
+    waiting = asyncio.create_task(broker.submit(CALL))
+    request_id = await pending_id(broker)
+    await broker.decide(request_id, Answer(Status.ALLOWED, "alice", "fast"))
+    decision = await asyncio.wait_for(waiting, 1)
+    assert decision.behavior == "allow"
+    await broker.aclose()
+
+
+async def test_the_expiry_runs_from_when_the_request_is_recorded_whatever_a_send_is_doing(store: Store) -> None:
+    broker = make_broker(store, MockChannel("slow", hang), timeout=0.3)
+    decision = await asyncio.wait_for(broker.submit(CALL), 2)
+    assert decision.message is not None
+    assert decision.message.startswith("No answer within 0.3 seconds")
+    assert (await store.recent())[0].status is Status.EXPIRED
+    await broker.aclose()
+
+
+async def test_a_request_decided_while_it_is_sent_is_sent_no_further_and_withdrawn_after_the_send(
+    store: Store,
+) -> None:
+    """The send in flight is cancelled and ends (a channel finishes the message it has under way), and only then is
+    the request withdrawn on that channel: its approver hears how it ended after, never before, its message."""
+    said: list[str] = []
+
+    async def slow(request: ApprovalRequest) -> Delivery:
+        said.append("sending")
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:
+            said.append("cancelled")
+            raise
+        said.append("sent")
+        return Delivery(reached=True)
+
+    channel = MockChannel("one", slow)
+    original = channel.withdraw
+
+    async def withdraw(request: ApprovalRequest) -> None:
+        said.append("withdrawn")
+        await original(request)
+
+    channel.withdraw = withdraw  # type: ignore[method-assign]
+    broker = make_broker(store, channel)
+    waiting = asyncio.create_task(broker.submit(CALL))
+    request_id = await pending_id(broker)
+    await broker.decide(request_id, Answer(Status.DENIED, "alice", "api"))
+    assert (await asyncio.wait_for(waiting, 0.2)).behavior == "deny"
+    await broker.aclose()
+    assert said == ["sending", "cancelled", "withdrawn"]
+
+
+async def test_a_request_the_store_cannot_record_is_denied_without_another_write(database_url: str) -> None:
+    """A locked database fails the insert after its busy timeout: the deny comes then, not after a second wait to
+    record a deny for a row that does not exist."""
+    writes: list[str] = []
+
+    class LockedStore(Store):
+        async def insert(self, request: ApprovalRequest) -> None:
+            writes.append("insert")
+            raise StoreError("database error: OperationalError")
+
+        async def resolve(self, *args: Any, **kwargs: Any) -> Any:
+            writes.append("resolve")
+            raise StoreError("database error: OperationalError")
+
+    locked = LockedStore(database_url)
+    decision = await make_broker(locked, MockChannel("one")).submit(CALL)
+    await locked.aclose()
+    assert decision.behavior == "deny"
+    assert decision.message is not None
+    assert "could not record" in decision.message
+    assert writes == ["insert"]

@@ -331,6 +331,42 @@ def test_injected_synchronous_failures(fake: FakeTwilio, client: Any) -> None:
     assert len(fake.sent) == 4
 
 
+async def test_injected_hangs_and_refused_connections(fake: FakeTwilio) -> None:
+    """A create held by `hang_sends` is answered only after its time (or when cleared); a fake that refuses
+    connections listens again on the same port."""
+    client = fake.client()
+
+    async def send(to: str = PHONE) -> float:
+        started = time.monotonic()
+        await asyncio.to_thread(client.messages.create, from_=fake.sender, to=f"whatsapp:{to}", body="hi")
+        return time.monotonic() - started
+
+    fake.hang_sends(0.5, to=PHONE, times=1)
+    assert await send() >= 0.5
+    assert await send() < 0.5
+    assert await send(OTHER_PHONE) < 0.5
+    assert fake.hung == [f"whatsapp:{PHONE}"]
+
+    fake.hang_sends(60)
+    held = asyncio.create_task(send())
+    for _ in range(500):
+        if fake.hung[1:]:
+            break
+        await asyncio.sleep(0.01)
+    fake.clear_failures()
+    assert await asyncio.wait_for(held, 5) < 5
+
+    url = fake.base_url
+    fake.refuse_connections()
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(url)
+    fake.accept_connections()
+    assert fake.base_url == url
+    assert await send() < 5
+    assert len(fake.sent) == 5
+
+
 # -- Content API -------------------------------------------------------------------------
 
 

@@ -129,7 +129,7 @@ async def test_an_ambiguous_answer_is_refused_with_instructions(
         ]
         for i in range(2):
             await wait_for_pending(api, {"input": {"command": f"c{i}"}})
-        await sent_to(fake, ALICE, 2)  # both requests reached the phone before its answer
+        await sent_to(fake, ALICE, 2)  # she has both on her phone (else the refusal may overtake a request's message)
         await fake.send_inbound(from_=ALICE, body="approve")
         pending = (await api.get("/api/requests", params={"status": "pending"})).json()["requests"]
         assert len(pending) == 2

@@ -21,7 +21,7 @@ from approval_server import __version__, api
 from approval_server.broker import Broker
 from approval_server.dashboard import Dashboard, SecurityHeaders
 from approval_server.db_watch import DatabaseWatch
-from approval_server.errors import HTTPError
+from approval_server.errors import HTTPError, StoreError
 from approval_server.mcp_tool import build_mcp
 from approval_server.replicas import Replication
 from approval_server.security import RequireBearer, Tokens
@@ -56,7 +56,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "http_error", "detail": exc.detail}, status_code=exc.status_code)
 
 
+async def _store_error(request: Request, exc: Exception) -> Response:
+    """The database failed (locked, down, full): 503, and the connection stays open for the client's next request.
+    (An error handled here is answered like any other; only the `Exception` fallback below closes the connection.)"""
+    logger.error("database error on %s %s: %s", request.method, request.url.path, exc)
+    detail = "the database could not complete the operation; try again later (see the server log)"
+    return JSONResponse({"error": "store_unavailable", "detail": detail}, status_code=503)
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: 500. Starlette then re-raises it to the server, which closes the connection."""
     logger.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"error": "internal_error", "detail": "internal error; see the server log"}, status_code=500)
 
@@ -108,7 +117,12 @@ def create_app(
     if twilio_webhook is not None:
         routes.append(Route(TWILIO_WEBHOOK_PATH, twilio_webhook.handle, methods=["POST"]))
     routes.append(Mount("", routes=dashboard.routes, middleware=[Middleware(SecurityHeaders)]))
-    handlers: dict[Any, Any] = {HTTPError: _http_error, HTTPException: _http_error, Exception: _internal_error}
+    handlers: dict[Any, Any] = {
+        HTTPError: _http_error,
+        HTTPException: _http_error,
+        StoreError: _store_error,
+        Exception: _internal_error,
+    }
     app = Starlette(
         routes=routes,
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)],

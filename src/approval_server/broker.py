@@ -1,9 +1,11 @@
 """The broker: every request goes in through `submit`, every answer through `decide`.
 
-`submit` records the request, asks the policy, tells every channel, then waits, event-driven, for the first
+`submit` records the request, asks the policy, tells every channel and waits, event-driven, for the first
 of: a decision, the deadline, the caller going away. Every way out yields a `Decision`; anything unexpected
-is a deny. `decide` is the single door for answers from any channel: the store decides who wins, then the
-waiter wakes, subscribers hear of it and the other channels withdraw the request.
+is a deny. The channels are told in tasks of their own, which never hold up the answer: the deadline runs from
+when the request is recorded, and a decision reaches the caller at once whatever a send is doing. `decide` is the
+single door for answers from any channel: the store decides who wins, then the waiter wakes, subscribers hear of it
+and the other channels withdraw the request (each once its own send is over).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -19,8 +22,15 @@ from datetime import UTC, datetime
 import anyio
 
 from approval_server.channels import Channel, Delivery
-from approval_server.decision import SERVER_ACTOR, Decision, describe_duration, internal_error, unrecordable
-from approval_server.errors import DatabaseUnavailable, GrantEnded, NotFound, RequestClosed
+from approval_server.decision import (
+    SERVER_ACTOR,
+    Decision,
+    describe_duration,
+    internal_error,
+    not_recorded,
+    unrecordable,
+)
+from approval_server.errors import DatabaseUnavailable, GrantEnded, NotFound, RequestClosed, StoreError
 from approval_server.events import Event, EventHub
 from approval_server.fair_share import FAIR_SHARE_CHANNEL, Limits, Share, Turns
 from approval_server.grants import Grant, pattern_for, scopes_for
@@ -62,6 +72,7 @@ class Broker:
         self._reach: dict[str, dict[str, str | None]] = {}  # request id → channel → why it cannot reach anyone
         self._background: set[asyncio.Task[None]] = set()
         self._notified: set[str] = set()  # requests shown on the channels, which withdraw them once closed
+        self._sending: dict[str, dict[Channel, asyncio.Task[Delivery]]] = {}  # request id → the sends under way
         self._shutting_down = False
         self._drained = asyncio.Event()
 
@@ -75,12 +86,14 @@ class Broker:
             return Decision.deny(SHUTDOWN_MESSAGE)
         if (lost := self.store.lost()) is not None:
             return Decision.deny(f"{unrecordable(lost)}.")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         request = ApprovalRequest.open(call, render_text(call.tool_name, call.input), _now(), self.timeout)
-        waiter: asyncio.Future[ApprovalRequest] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[ApprovalRequest] = loop.create_future()
         self._waiters[request.id] = waiter
         self._opened[request.id] = request
         try:
-            return await self._submit(call, request, waiter)
+            return await self._submit(call, request, waiter, deadline)
         except asyncio.CancelledError:
             with anyio.CancelScope(shield=True):
                 await self._close_quietly(
@@ -100,38 +113,76 @@ class Broker:
             del self._opened[request.id]
             self._reach.pop(request.id, None)
             self._notified.discard(request.id)
+            for sending in self._sending.get(request.id, {}).values():
+                _stop(sending)  # its caller has its answer: nothing more is sent about it
             if self._shutting_down and not self._waiters:
                 self._drained.set()
 
     async def _submit(
-        self, call: ToolCall, request: ApprovalRequest, waiter: asyncio.Future[ApprovalRequest]
+        self, call: ToolCall, request: ApprovalRequest, waiter: asyncio.Future[ApprovalRequest], deadline: float
     ) -> Decision:
+        """`deadline`: the loop's time at which the request expires, counted from when it was opened."""
         async with self._turns.turn(call):
             decided = await self._decide_at_once(call, request)
         if decided is not None:
             return decided
 
         self._notified.add(request.id)
-        deliveries = await asyncio.gather(*(self._notify(channel, request) for channel in self.channels))
-        reach = self._reach.setdefault(request.id, {})
-        for channel, delivery in zip(self.channels, deliveries, strict=True):
-            if channel.reaches_people:
-                reach.setdefault(channel.name, None if delivery.reached else delivery.detail)
-        if reach and all(why is not None for why in reach.values()):
-            return await self._close(request.id, self._unreachable(reach))
-
+        delivered = self._send(request)
         try:
-            async with asyncio.timeout(self.timeout):
-                closed = await asyncio.shield(waiter)
+            async with asyncio.timeout_at(deadline):
+                await asyncio.wait((waiter, delivered), return_when=asyncio.FIRST_COMPLETED)
+                unreachable = None if waiter.done() else self._unreached(request.id, delivered.result())
+                if unreachable is None:
+                    return Decision.for_request(await asyncio.shield(waiter))
         except TimeoutError:
             message = f"no answer within {describe_duration(self.timeout)}"
             return await self._close(request.id, Answer(Status.EXPIRED, SERVER_ACTOR, "timeout", message))
-        return Decision.for_request(closed)
+        return await self._close(request.id, unreachable)
+
+    def _send(self, request: ApprovalRequest) -> asyncio.Future[list[Delivery | BaseException]]:
+        """Tell every channel of `request`, each in a task of its own; the future is done when all have answered.
+        The tasks outlive the caller's wait: a channel withdraws the request only once its own send is over (see
+        `_withdraw`), so that an approver who was sent it is then told how it ended."""
+        sending = {channel: asyncio.create_task(self._notify(channel, request)) for channel in self.channels}
+        self._sending[request.id] = sending
+        for channel, task in sending.items():
+            task.add_done_callback(functools.partial(self._sent, request.id, channel))
+        return asyncio.gather(*sending.values(), return_exceptions=True)
+
+    def _sent(self, request_id: str, channel: Channel, _task: asyncio.Task[Delivery]) -> None:
+        sending = self._sending.get(request_id, {})
+        sending.pop(channel, None)
+        if not sending:
+            self._sending.pop(request_id, None)
+
+    def _unreached(self, request_id: str, deliveries: list[Delivery | BaseException]) -> Answer | None:
+        """The deny when no channel that reaches people could reach anyone (None: someone was reached, or no channel
+        reaches people at all)."""
+        reach = self._reach.setdefault(request_id, {})
+        for channel, delivery in zip(self.channels, deliveries, strict=True):
+            if channel.reaches_people:
+                reached = isinstance(delivery, Delivery) and delivery.reached
+                detail = delivery.detail if isinstance(delivery, Delivery) else "not sent"
+                reach.setdefault(channel.name, None if reached else detail)
+        if reach and all(why is not None for why in reach.values()):
+            return self._unreachable(reach)
+        return None
 
     async def _decide_at_once(self, call: ToolCall, request: ApprovalRequest) -> Decision | None:
         """Record `request` and decide it without a human if the policy, a grant or the fair share does; None when
-        it is to wait for one (it then has its place in the fair share)."""
-        await self.store.insert(request)
+        it is to wait for one (it then has its place in the fair share).
+
+        A request the store could not record is denied at once: nothing more is written about it (a locked database
+        would only make the caller wait once more for the same failure)."""
+        try:
+            await self.store.insert(request)
+        except DatabaseUnavailable as exc:  # lost, or its disk full: the reason is the operator's to fix
+            logger.error("could not record request %s, so it is denied: %s", request.id, exc.why)
+            return Decision.deny(f"{unrecordable(exc.why)} (approval request {request.id}).")
+        except StoreError as exc:
+            logger.error("could not record request %s, so it is denied: %s", request.id, exc)
+            return not_recorded(request.id)
         self.events.publish(Event("request.created", request))
 
         verdict = self.policy.evaluate(call)
@@ -170,7 +221,8 @@ class Broker:
             return
         reach = self._reach.setdefault(request_id, {})
         reach[channel] = why
-        if request_id in self._waiters and all(reason is not None for reason in reach.values()):
+        reaching = {c.name for c in self.channels if c.reaches_people}
+        if reaching <= reach.keys() and all(reason is not None for reason in reach.values()):
             await self._close_quietly(request_id, self._unreachable(reach))
 
     @staticmethod
@@ -306,6 +358,10 @@ class Broker:
             task.add_done_callback(self._background.discard)
 
     async def _withdraw(self, channel: Channel, row: ApprovalRequest) -> None:
+        sending = self._sending.get(row.id, {}).get(channel)
+        if sending is not None:  # nothing more is sent about it; a message in flight goes out, then the withdrawal
+            _stop(sending)
+            await asyncio.wait({sending})
         try:
             await channel.withdraw(row)
         except Exception:
@@ -316,3 +372,9 @@ class Broker:
             await asyncio.wait(self._background, timeout=5)
         for channel in self.channels:
             await channel.aclose()
+
+
+def _stop(sending: asyncio.Task[Delivery]) -> None:
+    """Cancel a send once (a second cancellation would cut short the message it finishes; see the channels)."""
+    if not sending.done() and not sending.cancelling():
+        sending.cancel()

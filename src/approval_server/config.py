@@ -77,6 +77,7 @@ class WhatsAppSettings:
     api_base_url: str | None
     per_minute: int = 6
     quiet_seconds: float = 15.0
+    send_timeout: float = 10.0
 
 
 class Settings(BaseSettings):
@@ -117,6 +118,8 @@ class Settings(BaseSettings):
     approval_whatsapp_per_minute: int = Field(default=6, ge=1, le=1000)
     # How long a request's message must have been the last thing an approver got for a reply with no id to count.
     approval_whatsapp_quiet_seconds: float = Field(default=15.0, ge=0, le=600)
+    # The longest one call to a channel's service (Twilio) may take, all included; past it, that send has failed.
+    approval_send_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("database_url", "twilio_account_sid", "twilio_content_sid", "twilio_whatsapp_from", mode="before")
     @classmethod
@@ -180,6 +183,7 @@ class Settings(BaseSettings):
             api_base_url=str(self.twilio_api_base_url).rstrip("/") if self.twilio_api_base_url else None,
             per_minute=self.approval_whatsapp_per_minute,
             quiet_seconds=self.approval_whatsapp_quiet_seconds,
+            send_timeout=self.approval_send_timeout_seconds,
         )
 
     @property

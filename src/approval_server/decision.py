@@ -108,3 +108,11 @@ def unrecordable(why: str) -> str:
         f"approval-server cannot record anything ({why}), so the action was denied before anyone could approve it. "
         "Nobody approved it; tell the user, and do not retry it unattended"
     )
+
+
+def not_recorded(request_id: str) -> Decision:
+    """The deny when the request could not even be recorded: the database failed or was locked."""
+    return Decision.deny(
+        f"approval-server had an internal error: its database could not record approval request {request_id}, so "
+        "the action was denied for safety. Nobody approved it; tell the user and do not retry it unattended."
+    )

@@ -46,13 +46,16 @@ TOO_LATE = "too_late"
 UPGRADE_COMMAND = "approval-server db upgrade"
 SQLITE_FULL = 13  # sqlite3's error code for "database or disk is full"
 POSTGRESQL_DISK_FULL = "53100"
+# How long a statement waits for a lock another connection holds before it fails (SQLite's busy timeout, PostgreSQL's
+# lock_timeout): a locked database fails a request after this, once, instead of holding it without end.
+LOCK_WAIT_MS = 10_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -86,6 +89,13 @@ def _disk_full(exc: SQLAlchemyError) -> bool:
     return (isinstance(code, int) and code & 0xFF == SQLITE_FULL) or getattr(cause, "sqlstate", None) == (
         POSTGRESQL_DISK_FULL
     )
+
+
+def _driver_says(exc: SQLAlchemyError) -> str:
+    """The first line of the database driver's own message (`database is locked`): never the statement or its
+    parameters, which SQLAlchemy's message holds."""
+    said = str(getattr(exc, "orig", None) or "").strip().splitlines()
+    return f" ({said[0][:200]})" if said else ""
 
 
 def _alembic_config() -> Config:
@@ -210,7 +220,8 @@ class Store:
             sa.event.listen(self._engine, "connect", self._refuse_another_file)  # before the pragmas write to it
             sa.event.listen(self._engine, "connect", _sqlite_pragmas)
         else:
-            self._async_engine = create_async_engine(url_obj, pool_pre_ping=True)
+            options = f"{url_obj.query.get('options', '')} -c lock_timeout={LOCK_WAIT_MS}".strip()
+            self._async_engine = create_async_engine(url_obj, pool_pre_ping=True, connect_args={"options": options})
 
     @property
     def migrates_itself(self) -> bool:
@@ -343,6 +354,10 @@ class Store:
             task.add_done_callback(self._in_flight.discard)
             return await asyncio.shield(task)
         except SQLAlchemyError as exc:
+            # The driver's words are for the operator; the error, which may reach an agent, names only the class. (A
+            # constraint's refusal is an answer its caller may expect: `first_sighting`.)
+            if not isinstance(exc, sa.exc.IntegrityError):
+                logger.warning("database error: %s%s", exc.__class__.__name__, _driver_says(exc))
             if _disk_full(exc):
                 raise DatabaseFull("the disk that holds its database is full") from exc
             raise StoreError(f"database error: {exc.__class__.__name__}") from exc

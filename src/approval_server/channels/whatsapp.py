@@ -1,7 +1,12 @@
 """The WhatsApp channel, through Twilio: each approver gets the request with Approve / Deny buttons.
 
 Outbound messages go through the official `twilio` client with its asyncio HTTP client, so sending never
-blocks the event loop. Answers come back through `/twilio-webhook` (see `twilio_webhook` and `whatsapp_replies`).
+blocks the event loop. Every call to Twilio has a hard total timeout (`send_timeout`): the client's own `timeout` is
+never applied by its asyncio `request()`, which leaves aiohttp's default of five minutes. A send that times out is a
+failed delivery. Answers come back through `/twilio-webhook` (see `twilio_webhook` and `whatsapp_replies`).
+
+A request decided while it is being sent is sent no further (the broker cancels the send), but the message in flight
+is finished and recorded, so that its approver is then told how the request ended (see `_send_for`).
 
 One approver is sent at most `per_minute` requests a minute (their turns are counted in the database, so across
 replicas too): past that, requests are held back, still waiting, and one message says how many more wait, with the
@@ -16,6 +21,7 @@ would allow it is refused (see `twilio_webhook`); a deny is accepted, as a deny 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -239,6 +245,10 @@ class WhatsAppChannel(Channel):
         except TwilioRestException as exc:
             logger.warning("WhatsApp message for request %s to %s failed: %s", request.id, approver, exc.msg)
             return f"{approver}: Twilio error {exc.code}"
+        except TimeoutError:
+            waited = describe_duration(self._settings.send_timeout)
+            logger.warning("no answer from Twilio in %s for request %s to %s", waited, request.id, approver)
+            return f"{approver}: no answer from Twilio within {waited}"
         except NETWORK_ERRORS as exc:
             logger.warning("WhatsApp message for request %s to %s failed: %r", request.id, approver, exc)
             return f"{approver}: Twilio unreachable ({exc.__class__.__name__})"
@@ -271,7 +281,7 @@ class WhatsAppChannel(Channel):
     def _twilio(self) -> Client:
         """The Twilio client, made on first use: its aiohttp session must be created inside the running loop."""
         if self._client is None:
-            self._http = AsyncTwilioHttpClient(timeout=15)
+            self._http = AsyncTwilioHttpClient()  # its `timeout` is not applied: `_send` bounds every call instead
             self._client = Client(self._settings.account_sid, self._settings.auth_token, http_client=self._http)
             if self._settings.api_base_url:
                 self._client.api.base_url = self._settings.api_base_url
@@ -279,12 +289,29 @@ class WhatsAppChannel(Channel):
         return self._client
 
     async def _send(self, to: str, **content: str) -> Any:
-        """Send one message; returns Twilio's record of it."""
-        return await self._twilio().messages.create_async(from_=self._sender, to=f"whatsapp:{to}", **content)
+        """Send one message; returns Twilio's record of it. Raises `TimeoutError` past `send_timeout`."""
+        async with asyncio.timeout(self._settings.send_timeout):
+            return await self._twilio().messages.create_async(from_=self._sender, to=f"whatsapp:{to}", **content)
 
     async def _send_for(self, request_id: str, to: str, **content: str) -> OutboundMessage:
         """Send one message about a request and record it, so that replies and delivery reports find the request.
-        (Only these ask for delivery reports: whether a notice arrived changes nothing.)"""
+        (Only these ask for delivery reports: whether a notice arrived changes nothing.)
+
+        Cancelled meanwhile (the request was decided), it still finishes this message, within `send_timeout`, and
+        records it before the cancellation goes on: the approver may have it, and is then told how the request
+        ended."""
+        sending = asyncio.ensure_future(self._send_and_record(request_id, to, **content))
+        try:
+            return await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            while not sending.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({sending})
+            if not sending.cancelled() and sending.exception() is not None:
+                logger.warning("WhatsApp message for request %s to %s failed: %r", request_id, to, sending.exception())
+            raise
+
+    async def _send_and_record(self, request_id: str, to: str, **content: str) -> OutboundMessage:
         message = await self._send(to, status_callback=self._status_callback, **content)
         return await self._store.record_outbound(
             message.sid, request_id, self.name, to, message.status or "queued", _now()
