@@ -139,7 +139,9 @@ async def test_a_database_error_is_a_json_503_and_the_connection_serves_the_next
         again = await api.post(decision, json={"decision": "allow"})
         ports.append(local_address(again))
         assert again.status_code == 200
-        assert ports[0] == ports[1] == ports[2]
+        # The connection that carried the 503 carries the next request. (The first may have been closed idle by
+        # uvicorn's keep-alive timeout on a loaded machine before the lock: that says nothing of the 503.)
+        assert ports[1] == ports[2]
         assert json.loads((await asyncio.wait_for(call, 10)).content[0].text)["behavior"] == "allow"
         row = (await api.get(f"/api/requests/{pending['id']}")).json()
     assert (row["status"], [a["outcome"] for a in row["answers"]]) == ("allowed", ["applied"])
