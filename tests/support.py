@@ -64,6 +64,19 @@ class ServerProcess:
         env.update(self.env)
         return env
 
+    def start_expecting_failure(self) -> subprocess.CompletedProcess[str]:
+        """`approval-server serve` run to its end, for a start that is expected to stop (its output captured)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return subprocess.run(
+            [sys.executable, "-m", "approval_server", "serve"],
+            cwd=self.data_dir,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
     def start(self, timeout: float = 30) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"server-{time.monotonic_ns()}.log"

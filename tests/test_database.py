@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -109,17 +108,7 @@ def test_db_current_and_upgrade(databases: Databases, tmp_path: Path) -> None:
 
 def start_failure(tmp_path: Path, url: str) -> subprocess.CompletedProcess[str]:
     """`approval-server serve` that is expected to stop at start-up."""
-    server = ServerProcess(data_dir=tmp_path / "data", database_url=url)
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [sys.executable, "-m", "approval_server", "serve"],
-        cwd=server.data_dir,
-        env=server.environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return ServerProcess(data_dir=tmp_path / "data", database_url=url).start_expecting_failure()
 
 
 @pytest.mark.skipif(not POSTGRESQL, reason=ONLY_POSTGRESQL)

@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,19 +35,6 @@ REPLACED = "its database file was replaced by another while it ran"
 def data_server(tmp_path: Path, **env: str) -> ServerProcess:
     """A server on SQLite in `tmp_path/data`, with its log and home beside it, so that they outlive the data."""
     return ServerProcess(data_dir=tmp_path / "home", env={"APPROVAL_DATA_DIR": str(tmp_path / "data"), **env})
-
-
-def refused_start(server: ServerProcess) -> subprocess.CompletedProcess[str]:
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [sys.executable, "-m", "approval_server", "serve"],
-        cwd=server.data_dir,
-        env=server.environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def ask(mcp: Client[Any], command: str) -> dict[str, Any]:
@@ -111,7 +96,7 @@ async def test_deleting_the_data_directory_denies_every_call_refuses_answers_and
 
     # The server noted the loss where the data directory was, so the restart says what happened instead of
     # beginning an empty database.
-    restart = refused_start(data_server(tmp_path))
+    restart = data_server(tmp_path).start_expecting_failure()
     assert restart.returncode == 2, restart.stderr
     assert "Traceback" not in restart.stderr
     assert f"is gone: this data directory's record ({tmp_path / 'data' / 'database.json'})" in restart.stderr
@@ -162,7 +147,7 @@ def test_a_start_where_the_database_is_gone_is_refused_and_a_new_one_is_begun_on
     for name in ("approval.db", "approval.db-wal", "approval.db-shm"):
         (data / name).unlink(missing_ok=True)
 
-    refused = refused_start(server)
+    refused = server.start_expecting_failure()
     assert refused.returncode == 2, refused.stderr
     assert "Traceback" not in refused.stderr
     assert f"The database sqlite:///{data / 'approval.db'} is gone" in refused.stderr
@@ -196,7 +181,7 @@ def test_a_database_url_pointing_at_a_new_path_is_refused(tmp_path: Path, databa
     server.stop()
     elsewhere = tmp_path / "elsewhere" / "approval.db"
     moved = ServerProcess(data_dir=tmp_path / "data", database_url=f"sqlite:///{elsewhere}")
-    refused = refused_start(moved)
+    refused = moved.start_expecting_failure()
     assert refused.returncode == 2, refused.stderr
     assert "Traceback" not in refused.stderr
     shown = sa.make_url(database_url).render_as_string(hide_password=True)
