@@ -12,7 +12,6 @@ import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -139,7 +138,8 @@ async def post_decision(request: Request) -> JSONResponse:
 async def list_grants(request: Request) -> JSONResponse:
     """The grants in force, or with `?all=1` every grant, newest first."""
     everything = request.query_params.get("all") in ("1", "true")
-    grants = await _broker(request).store.grants(active_at=None if everything else datetime.now(UTC))
+    store = _broker(request).store
+    grants = await store.grants(active_at=None if everything else await store.now())
     return JSONResponse({"grants": [grant.to_json() for grant in grants]})
 
 

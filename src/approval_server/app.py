@@ -32,21 +32,22 @@ logger = logging.getLogger(__name__)
 
 
 class Health:
-    """`GET /healthz`: `{"status": "ok"}` for anyone (load balancers, Docker), or 503 and why once the database is
-    lost (see `db_watch`); the version and the number of waiting requests only with the API token, since they tell a
-    stranger what to attack and when someone is waiting."""
+    """`GET /healthz`: `{"status": "ok"}` for anyone (load balancers, Docker), or 503 and why while the database is
+    lost (see `db_watch`), does not answer, or has not taken a closing yet (see `unrecorded`); the version and the
+    number of waiting requests only with the API token, since they tell a stranger what to attack and when someone is
+    waiting."""
 
     def __init__(self, api_token: str) -> None:
         self._expected = f"Bearer {api_token}".encode()
 
     async def respond(self, request: Request) -> JSONResponse:
         broker: Broker = request.app.state.broker
-        lost = broker.store.lost()
-        body: dict[str, Any] = {"status": "ok"} if lost is None else {"status": "unavailable", "reason": lost}
+        trouble = broker.store.lost() or broker.unrecorded.trouble() or await broker.store.ping()
+        body: dict[str, Any] = {"status": "ok"} if trouble is None else {"status": "unavailable", "reason": trouble}
         given = request.headers.get("authorization", "").encode("latin-1")
         if secrets.compare_digest(given, self._expected):
             body |= {"version": __version__, "pending": broker.pending_count}
-        return JSONResponse(body, status_code=200 if lost is None else 503)
+        return JSONResponse(body, status_code=200 if trouble is None else 503)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

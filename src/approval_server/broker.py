@@ -6,6 +6,12 @@ is a deny. The channels are told in tasks of their own, which never hold up the 
 when the request is recorded, and a decision reaches the caller at once whatever a send is doing. `decide` is the
 single door for answers from any channel: the store decides who wins, then the waiter wakes, subscribers hear of it
 and the other channels withdraw the request (each once its own send is over).
+
+An answer is recorded only while the agent that asked still waits for it: on this replica (its waiter), or on the
+replica that holds the call (see `handover`); otherwise it is refused with `NotDelivered`, never recorded as an allow
+of an action that does not run. Allows are applied one at a time, each once its agent has been handed the answer, so
+that a crash can leave at most one allow recorded and not delivered. A closing the store fails to take is kept and
+written again (see `unrecorded`).
 """
 
 from __future__ import annotations
@@ -30,19 +36,31 @@ from approval_server.decision import (
     not_recorded,
     unrecordable,
 )
-from approval_server.errors import DatabaseUnavailable, GrantEnded, NotFound, RequestClosed, StoreError
+from approval_server.errors import (
+    DatabaseLost,
+    DatabaseUnavailable,
+    GrantEnded,
+    NotDelivered,
+    NotFound,
+    RequestClosed,
+    StoreError,
+)
 from approval_server.events import Event, EventHub
 from approval_server.fair_share import FAIR_SHARE_CHANNEL, Limits, Share, Turns
 from approval_server.grants import Grant, pattern_for, scopes_for
+from approval_server.handover import Handovers, Offer
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.notices import Notice, with_outcome
 from approval_server.policy import Policy
 from approval_server.render import render_text
-from approval_server.store import Store
+from approval_server.store import NOT_DELIVERED, Store
+from approval_server.unrecorded import Unrecorded
 
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_MESSAGE = "approval-server is shutting down, so the action was denied before anyone approved it"
+# How long an allow waits for its agent's call to take the answer before the next allow is applied.
+HANDING_WAIT = 1.0
 
 
 def _now() -> datetime:
@@ -75,6 +93,10 @@ class Broker:
         self._sending: dict[str, dict[Channel, asyncio.Task[Delivery]]] = {}  # request id → the sends under way
         self._shutting_down = False
         self._drained = asyncio.Event()
+        self._returned: dict[str, asyncio.Event] = {}  # request id → set once its caller has its answer
+        self._allowing = asyncio.Lock()  # allows are applied one at a time (see the module's docstring)
+        self.unrecorded = Unrecorded(store, self._recorded_late)
+        self.handovers: Handovers | None = None  # set by `replicas` when other replicas share the database
 
     @property
     def pending_count(self) -> int:
@@ -92,6 +114,7 @@ class Broker:
         waiter: asyncio.Future[ApprovalRequest] = loop.create_future()
         self._waiters[request.id] = waiter
         self._opened[request.id] = request
+        self._returned[request.id] = asyncio.Event()
         try:
             return await self._submit(call, request, waiter, deadline)
         except asyncio.CancelledError:
@@ -111,6 +134,7 @@ class Broker:
         finally:
             del self._waiters[request.id]
             del self._opened[request.id]
+            self._returned.pop(request.id).set()
             self._reach.pop(request.id, None)
             self._notified.discard(request.id)
             for sending in self._sending.get(request.id, {}).values():
@@ -240,8 +264,22 @@ class Broker:
 
     async def _close(self, request_id: str, answer: Answer) -> Decision:
         """Close a request on the server's own account; if an answer won the race, that answer stands, and the
-        server's closing, which did not happen, is not recorded."""
-        applied, row = await self.store.resolve(request_id, answer, _now(), record_if_late=False)
+        server's closing, which did not happen, is not recorded. When the store fails, the caller is denied and the
+        closing kept until it is recorded (see `unrecorded`)."""
+        at = _now()
+        try:
+            applied, row = await self.store.resolve(request_id, answer, at, record_if_late=False)
+        except DatabaseLost:
+            raise
+        except StoreError as exc:
+            if request_id not in self._opened:
+                raise
+            if answer.status is Status.ALLOWED:  # an allow nobody can find in the audit trail is not given
+                answer = Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, not_recorded(request_id).message)
+            self.unrecorded.keep(request_id, answer, at, exc)
+            closed = self._closed_here(request_id, answer, at)
+            self._after_close(closed)
+            return Decision.for_request(closed)
         if row is None:
             raise NotFound(f"no request {request_id}")
         if applied:
@@ -255,8 +293,42 @@ class Broker:
             logger.exception("could not record request %s as %s", request_id, answer.status.value)
 
     async def decide(self, request_id: str, answer: Answer) -> ApprovalRequest:
-        """Apply an answer from a human or channel. Raises `NotFound` or `RequestClosed` (recorded as too late)."""
-        applied, row = await self.store.resolve(request_id, answer, _now())
+        """Apply an answer from a human or channel, if its agent still waits. Raises `NotFound`, `RequestClosed`
+        (recorded as too late) or `NotDelivered` (the agent is gone: nothing is applied)."""
+        if (closing := self.unrecorded.get(request_id)) is not None:
+            raise NotDelivered(
+                f"request {request_id} was {closing.describe()} and its agent told so, but the database has not "
+                "taken that yet; the agent is no longer waiting, so this answer changed nothing"
+            )
+        waiter = self._waiters.get(request_id)
+        if waiter is not None and not waiter.done():
+            return await self._apply_here(request_id, answer)
+        row = await self.store.get(request_id)
+        if row is None:
+            raise NotFound(f"no request {request_id}")
+        owner = await self.store.replica_of(request_id) if self.store.shared else None
+        if row.status is Status.PENDING and owner is not None and owner != self.store.replica:
+            if self.handovers is None:
+                raise NotDelivered(f"request {request_id} waits on another server, which this one cannot reach")
+            return await self.handovers.offer(row, answer, owner)
+        if row.status is Status.PENDING:
+            raise await self._gone(row, answer)
+        return await self._apply(request_id, answer)  # recorded as too late
+
+    async def _apply_here(self, request_id: str, answer: Answer, offered: int | None = None) -> ApprovalRequest:
+        """Apply an answer for an agent waiting here; an allow only once the allow before it was handed over."""
+        if answer.status is not Status.ALLOWED:
+            return await self._apply(request_id, answer, offered)
+        async with self._allowing:
+            row = await self._apply(request_id, answer, offered)
+            returned = self._returned.get(request_id)
+            if returned is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(returned.wait(), HANDING_WAIT)
+            return row
+
+    async def _apply(self, request_id: str, answer: Answer, offered: int | None = None) -> ApprovalRequest:
+        applied, row = await self.store.resolve(request_id, answer, _now(), offered=offered)
         if row is None:
             raise NotFound(f"no request {request_id}")
         if not applied:
@@ -264,9 +336,21 @@ class Broker:
         self._after_close(row)
         return row
 
+    async def _gone(self, row: ApprovalRequest, answer: Answer) -> NotDelivered:
+        """A pending request of this server whose agent no longer waits (a crash or a failed closing left it):
+        closed as abandoned, the answer recorded as not delivered."""
+        why = f"its agent was no longer waiting when {answer.actor} answered"
+        abandon = Answer(Status.ABANDONED, SERVER_ACTOR, SERVER_ACTOR, why)
+        applied, now = await self.store.resolve(row.id, abandon, _now(), record_if_late=False)
+        await self.store.record_answer(row.id, answer, _now(), NOT_DELIVERED)
+        if applied and now is not None:
+            self._after_close(now)
+        logger.warning("refused an answer to request %s from %s: %s", row.id, answer.actor, why)
+        return NotDelivered(f"request {row.id}: {why}; it was closed as abandoned and this answer changed nothing")
+
     async def revoke(self, grant_id: str, actor: str) -> Grant:
         """End a grant now. Raises `NotFound`, or `GrantEnded` when it had already ended."""
-        ended, grant = await self.store.revoke_grant(grant_id, actor, _now())
+        ended, grant = await self.store.revoke_grant(grant_id, actor)
         if grant is None:
             raise NotFound(f"no grant {grant_id}")
         if not ended:
@@ -280,7 +364,12 @@ class Broker:
     async def on_notice(self, notice: Notice) -> None:
         """Something another replica did: a request it recorded or closed, or a channel it learned cannot reach
         anyone for a request that waits here."""
-        if notice.kind == "unreachable":
+        if notice.kind == "handover":
+            await self._take_offer(notice)
+        elif notice.kind == "handed":
+            if self.handovers is not None:
+                self.handovers.heard(notice)
+        elif notice.kind == "unreachable":
             detail = json.loads(notice.detail or "{}")
             if notice.request_id in self._waiters:
                 await self.channel_unreachable(notice.request_id, str(detail.get("channel")), str(detail.get("why")))
@@ -295,6 +384,26 @@ class Broker:
                 self._after_close(closed)
             else:
                 await self.closed_elsewhere(notice.request_id)
+
+    async def _take_offer(self, notice: Notice) -> None:
+        """An answer handed over by another replica (see `handover`), if it is for an agent of this one."""
+        offer = Offer.from_detail(notice.detail)
+        if self.handovers is None or offer is None or offer.to != self.store.replica:
+            return
+        try:
+            answer = await self.handovers.answer_of(offer)
+            waiter = self._waiters.get(notice.request_id)
+            if answer is None:  # withdrawn already
+                return
+            if waiter is not None and not waiter.done():
+                await self._apply_here(notice.request_id, answer, offered=offer.answer_id)
+            elif await self.handovers.refuse(offer):
+                why = f"its agent was no longer waiting when {answer.actor} answered"
+                await self._close_quietly(notice.request_id, Answer(Status.ABANDONED, SERVER_ACTOR, SERVER_ACTOR, why))
+        except (NotDelivered, RequestClosed, NotFound):
+            pass
+        finally:
+            await self.handovers.reply(notice.request_id, offer, notice.origin)
 
     async def closed_elsewhere(self, request_id: str) -> None:
         """A request was closed by another replica (or by taking over a dead one's): wake its caller if it waits
@@ -330,20 +439,28 @@ class Broker:
     def refuse_waiting(self, why: str) -> None:
         """The database is lost (see `db_watch`): no answer to a waiting request can be recorded any more, so each is
         denied now, and its caller told why. Nothing is recorded, nor announced: there is nowhere to record it."""
-        at, reason = _now(), unrecordable(why)
+        denied = Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, unrecordable(why))
+        at = _now()
         for request_id, waiter in self._waiters.items():
             if not waiter.done():
-                denied = dataclasses.replace(
-                    self._opened[request_id],
-                    status=Status.DENIED,
-                    decided_at=at,
-                    decided_by=SERVER_ACTOR,
-                    decided_via=SERVER_ACTOR,
-                    reason=reason,
-                )
-                waiter.set_result(denied)
+                waiter.set_result(self._closed_here(request_id, denied, at))
         if self._waiters:
             logger.error("denied the %d request(s) waiting: %s", len(self._waiters), why)
+
+    def _closed_here(self, request_id: str, answer: Answer, at: datetime) -> ApprovalRequest:
+        """A request waited for here as `answer` closes it, as its caller is told (whether recorded or not)."""
+        return dataclasses.replace(
+            self._opened[request_id],
+            status=answer.status,
+            decided_at=at,
+            decided_by=answer.actor,
+            decided_via=answer.channel,
+            reason=answer.message,
+        )
+
+    def _recorded_late(self, row: ApprovalRequest) -> None:
+        """A closing kept by `unrecorded` is now in the database: subscribers see the row as it stands."""
+        self.events.publish(Event("request.closed", row))
 
     def _after_close(self, row: ApprovalRequest) -> None:
         waiter = self._waiters.get(row.id)
@@ -368,6 +485,7 @@ class Broker:
             logger.exception("channel %s failed to withdraw request %s", channel.name, row.id)
 
     async def aclose(self) -> None:
+        await self.unrecorded.aclose()
         if self._background:
             await asyncio.wait(self._background, timeout=5)
         for channel in self.channels:

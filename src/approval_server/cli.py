@@ -17,7 +17,7 @@ from approval_server.client import ApiClient
 from approval_server.client_config import load_client_settings, write_client_file
 from approval_server.config import Settings, load_settings
 from approval_server.errors import ApprovalServerError, BadRequest, ConfigError
-from approval_server.models import Status
+from approval_server.models import OUTCOME_WORDS, Status
 from approval_server.reveal import escape
 from approval_server.security import load_tokens
 
@@ -175,7 +175,7 @@ def show(request_id: str, env_file: ClientEnvFile = None, url: Url = None) -> No
         typer.echo("Answers:")
     for answer in row["answers"]:
         status, outcome, via = (render.name(answer[key]) for key in ("status", "outcome", "channel"))
-        outcome = "too late, it changed nothing" if answer["outcome"] == "too_late" else outcome
+        outcome = OUTCOME_WORDS.get(answer["outcome"], outcome)
         typer.echo(f"  {answer['at']}: {status} ({outcome}) via {via} by {_to_line_end(answer['actor'])}")
         if answer["outcome"] == "applied":  # its message and edit are the request's reason and edited input above
             continue

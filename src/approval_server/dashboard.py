@@ -37,10 +37,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from approval_server import __version__, strict_json
 from approval_server.bodies import read_form
 from approval_server.broker import Broker
-from approval_server.errors import BadRequest, GrantEnded, NotFound, RequestClosed, TooLarge
+from approval_server.errors import BadRequest, GrantEnded, NotDelivered, NotFound, RequestClosed, TooLarge
 from approval_server.events import Event
 from approval_server.grants import pattern_for, remembered_text, session_pattern
-from approval_server.models import Answer, ApprovalRequest, Remember, Status
+from approval_server.models import OUTCOME_WORDS, Answer, ApprovalRequest, Remember, Status
 from approval_server.render import Field, fields, json_for_editing, segments
 from approval_server.render import name as plain_name
 from approval_server.reveal import RTL_CLOSE, RTL_OPEN, Run
@@ -249,6 +249,7 @@ def _templates() -> Jinja2Templates:
     env.filters["utc"] = _utc
     env.filters["editable"] = json_for_editing
     env.globals["fields"] = fields
+    env.globals["outcome_words"] = OUTCOME_WORDS
     env.globals["field_lines"] = field_lines
     env.globals["text_lines"] = text_lines
     env.globals["gutter_digits"] = gutter_digits
@@ -578,6 +579,8 @@ class Dashboard:
             now = await self._broker.store.get(row.id)
             state = now.status.value if now else "closed"
             raise _Refused(409, "Already decided", f"Request {row.id} is already {state}; nothing changed.") from None
+        except NotDelivered as exc:
+            raise _Refused(409, "Not delivered", f"{exc.detail[0].upper()}{exc.detail[1:]}.") from None
         except NotFound:
             raise _Refused(404, "Not found", "There is no such request.") from None
 

@@ -12,6 +12,7 @@ ApprovalServerError
       │    └── UnsupportedMediaType  415: a body of another type than the route reads
       ├── NotFound        404: no such request or grant
       ├── RequestClosed   409: the request has left `pending` already
+      ├── NotDelivered    409: the agent that asked no longer waits for an answer, so none is recorded
       ├── GrantEnded      409: the grant was revoked or has expired already
       └── TooLarge        413: the body is over the route's limit
 """
@@ -60,6 +61,14 @@ class NotFound(HTTPError):
 class RequestClosed(HTTPError):
     status_code = 409
     code = "request_closed"
+
+
+class NotDelivered(HTTPError):
+    """The agent that asked is no longer waiting (it went away, its server died or could not record its closing): an
+    answer now would be recorded for an action that never runs, so it is refused."""
+
+    status_code = 409
+    code = "not_delivered"
 
 
 class GrantEnded(HTTPError):

@@ -59,6 +59,15 @@ class ToolCall:
     credential: str | None = None  # the token the caller showed: "mcp" or "api" (None: called in-process)
 
 
+# What became of an answer, in words (the `outcome` of its row in the audit trail's `answers`).
+OUTCOME_WORDS = {
+    "applied": "applied",
+    "too_late": "too late, it changed nothing",
+    "not_delivered": "not delivered: its agent was no longer waiting, so it changed nothing",
+    "handed_over": "handed to the server its agent waits on",
+}
+
+
 @dataclass(frozen=True)
 class Remember:
     """What an approver asked to remember with an allow: the session, or a number of minutes."""

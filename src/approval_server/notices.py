@@ -12,7 +12,7 @@ from typing import Any
 from approval_server.models import ApprovalRequest, Status
 
 NOTICE_CHANNEL = "approval_server"
-KINDS = ("created", "closed", "unreachable")
+KINDS = ("created", "closed", "unreachable", "handover", "handed")
 # PostgreSQL refuses a NOTIFY payload of 8000 bytes or more (its default build).
 MAX_PAYLOAD_BYTES = 7999
 # What a "closed" notice carries of the row, so that the replica whose caller waits can answer it without reading the

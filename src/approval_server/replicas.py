@@ -5,9 +5,11 @@ dashboard click.
   replica `LISTEN`s on a connection of its own. A decision committed on replica B wakes the caller waiting on A in
   milliseconds, with no polling. After that connection comes back from a drop, the broker looks again at every
   request it waits for, so a notice lost meanwhile leaves nobody waiting until the expiry.
-- **Leases**: each replica renews its lease every third of `APPROVAL_LEASE_SECONDS`. One that stops (killed, frozen,
-  cut off from the database) loses it, and the first live replica to notice closes its pending requests as
-  `abandoned`, never `allowed`: their callers' connections went with it.
+- **Leases**: each replica renews its lease every third of `APPROVAL_LEASE_SECONDS`, on the database's clock (see
+  `leases`). One that stops (killed, frozen, cut off from the database) loses it, and the first live replica to notice
+  closes its pending requests as `abandoned`, never `allowed`: their callers' connections went with it.
+- **Handovers**: an answer given on one replica for an agent that waits on another is recorded by that other, only
+  while its agent waits (see `handover`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import asyncio
 import contextlib
 import logging
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 
 from approval_server.broker import Broker
 from approval_server.decision import SERVER_ACTOR
 from approval_server.errors import StoreError
+from approval_server.handover import Handovers
+from approval_server.leases import Leases
 from approval_server.notices import NOTICE_CHANNEL, Notice
 
 logger = logging.getLogger(__name__)
@@ -35,12 +39,14 @@ class Replication:
         self._broker = broker
         self._store = broker.store
         self._lease = timedelta(seconds=lease_seconds)
+        self._leases = Leases(broker.store, self._lease)
+        broker.handovers = Handovers(broker.store, self._leases)
         self._host = socket.gethostname()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
 
     async def start(self) -> None:
-        await self._store.register_replica(self._host, _now())
+        await self._leases.register(self._host)
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._keep_lease())]
         # Serve only once announcements from the others arrive.
         async with asyncio.timeout(30):
@@ -53,7 +59,7 @@ class Replication:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         with contextlib.suppress(StoreError):
-            await self._store.retire_replica()
+            await self._leases.retire()
 
     async def _listen(self) -> None:
         failures = 0
@@ -96,17 +102,12 @@ class Replication:
         while True:
             await asyncio.sleep(period)
             try:
-                now = _now()
-                if not await self._store.renew_lease(self._host, now):
+                if not await self._leases.renew(self._host):
                     logger.error("this replica's lease had run out; the others closed the requests it held")
-                closed = await self._store.take_over(now - self._lease, now, SERVER_ACTOR)
+                closed = await self._leases.take_over(SERVER_ACTOR)
                 if closed:
                     logger.warning("closed %d request(s) of a replica that stopped as abandoned", len(closed))
                     for request_id in closed:
                         await self._broker.closed_elsewhere(request_id)
             except StoreError as exc:
                 logger.warning("could not renew this replica's lease: %s", exc)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

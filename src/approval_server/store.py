@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,25 +30,29 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from approval_server.db_watch import DatabaseFile
-from approval_server.errors import ConfigError, DatabaseFull, DatabaseLost, StoreError
+from approval_server.errors import ConfigError, DatabaseFull, DatabaseLost, NotDelivered, StoreError
 from approval_server.fair_share import Limits, Share
 from approval_server.grants import Grant
 from approval_server.models import Answer, ApprovalRequest, Status
 from approval_server.notices import NOTICE_CHANNEL, OUTCOME_FIELDS, Notice, outcome_detail
-from approval_server.tables import answers, grants, outbound_messages, replicas, requests, seen_webhooks
+from approval_server.tables import answers, grants, outbound_messages, requests, seen_webhooks
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# What became of an answer (the `outcome` of its row in `answers`).
 APPLIED = "applied"
 TOO_LATE = "too_late"
+NOT_DELIVERED = "not_delivered"  # its agent was no longer waiting: it changed nothing (see `handover`)
+HANDED_OVER = "handed_over"  # given on one replica for an agent waiting on another, which has not taken it yet
 UPGRADE_COMMAND = "approval-server db upgrade"
 SQLITE_FULL = 13  # sqlite3's error code for "database or disk is full"
 POSTGRESQL_DISK_FULL = "53100"
 # How long a statement waits for a lock another connection holds before it fails (SQLite's busy timeout, PostgreSQL's
 # lock_timeout): a locked database fails a request after this, once, instead of holding it without end.
 LOCK_WAIT_MS = 10_000
+PING_SECONDS = 2.0  # how long `/healthz` waits for the database before it says it does not answer
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -159,19 +163,36 @@ _DECIDE = (
 )
 _DECIDE_AND_ANNOUNCE = _DECIDE.returning(sa.func.pg_notify(NOTICE_CHANNEL, sa.bindparam("notice", type_=sa.Text)))
 _RECORD_ANSWER = answers.insert()
-# Asked for every call the policy leaves to a human: the oldest grant in force that allows it again.
-_MATCHING_GRANT = (
-    grants.select()
-    .where(
-        grants.c.scope.in_(sa.bindparam("scopes", expanding=True)),
-        grants.c.tool_name == sa.bindparam("tool_name"),
-        grants.c.key == sa.bindparam("key"),
-        grants.c.revoked_at.is_(None),
-        grants.c.expires_at > sa.bindparam("at"),
-    )
-    .order_by(grants.c.created_at, grants.c.id)
-    .limit(1)
+# An offered answer (see `handover`), locked by the replica that applies it, so that its withdrawal waits, then finds
+# it taken; or found withdrawn, and left alone.
+_CLAIM_OFFER = (
+    sa.select(answers.c.id)
+    .where(answers.c.id == sa.bindparam("answer_id"), answers.c.outcome == HANDED_OVER)
+    .with_for_update()
 )
+# PostgreSQL's clock, as the naive UTC its timestamps are stored in: the one clock of every replica sharing it, for
+# leases, takeover and grants (a replica's own wall clock may be off; see `replicas`).
+DB_NOW = sa.func.timezone("UTC", sa.func.now())
+
+
+def _matching_grant(now: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """Asked for every call the policy leaves to a human: the oldest grant in force at `now` that allows it again."""
+    return (
+        grants.select()
+        .where(
+            grants.c.scope.in_(sa.bindparam("scopes", expanding=True)),
+            grants.c.tool_name == sa.bindparam("tool_name"),
+            grants.c.key == sa.bindparam("key"),
+            grants.c.revoked_at.is_(None),
+            grants.c.expires_at > now,
+        )
+        .order_by(grants.c.created_at, grants.c.id)
+        .limit(1)
+    )
+
+
+_MATCHING_GRANT = _matching_grant(sa.bindparam("at"))
+_MATCHING_GRANT_ON_DB_CLOCK = _matching_grant(DB_NOW)
 
 # Fair share (see `fair_share`): a pending request is let wait for a human, taking a place in its share, only while
 # its share and its token are under their limits. One statement checks and takes, so no two racing requests both
@@ -309,14 +330,14 @@ class Store:
         saves a round trip to the database and fires only for a row that changed."""
         return Notice(kind, request_id, self.replica or "", detail).to_payload()
 
-    def _announce(self, c: Connection, kind: str, request_id: str, detail: str | None = None) -> None:
+    def announce_in(self, c: Connection, kind: str, request_id: str, detail: str | None = None) -> None:
         if self.shared:
             c.execute(sa.select(sa.func.pg_notify(NOTICE_CHANNEL, self._notice_payload(kind, request_id, detail))))
 
     async def announce(self, kind: str, request_id: str, detail: str | None = None) -> None:
         """Tell the other replicas something about a request (nothing to do with one server)."""
         if self.shared:
-            await self._run(lambda c: self._announce(c, kind, request_id, detail))
+            await self._run(lambda c: self.announce_in(c, kind, request_id, detail))
 
     def close(self) -> None:
         """Release the connections of the blocking calls (`migrate`, `revision`); `aclose` releases them all."""
@@ -385,6 +406,37 @@ class Store:
             return _row_to_request(row) if row else None
 
         return await self._run(work)
+
+    async def ping(self) -> str | None:
+        """Why the database does not answer now, or None when it does (within `PING_SECONDS`)."""
+        try:
+            async with asyncio.timeout(PING_SECONDS):
+                await self._run(lambda c: c.execute(sa.select(1)))
+        except TimeoutError:
+            return f"the database did not answer within {PING_SECONDS:g} s"
+        except StoreError as exc:
+            return f"the database fails ({exc})"
+        return None
+
+    async def replica_of(self, request_id: str) -> str | None:
+        """The replica that recorded a request, whose caller waits there (None on a database of one server)."""
+        query = sa.select(requests.c.replica).where(requests.c.id == request_id)
+        owner: str | None = await self._run(lambda c: c.execute(query).scalar_one_or_none())
+        return owner
+
+    async def record_answer(self, request_id: str, answer: Answer, at: datetime, outcome: str) -> None:
+        """Record an answer that changed nothing, with why (`outcome`)."""
+        values = {
+            "request_id": request_id,
+            "at": at,
+            "status": answer.status.value,
+            "actor": answer.actor,
+            "channel": answer.channel,
+            "message": answer.message,
+            "updated_input": answer.updated_input,
+            "outcome": outcome,
+        }
+        await self._run(lambda c: c.execute(_RECORD_ANSWER, values))
 
     async def recent(self, status: Status | None = None, limit: int = 100) -> list[ApprovalRequest]:
         query = requests.select().order_by(requests.c.created_at.desc(), requests.c.id.desc()).limit(limit)
@@ -467,12 +519,29 @@ class Store:
 
         return await self._run(work)
 
+    def clock(self, c: Connection, at: datetime) -> datetime:
+        """The time of what `c` records: PostgreSQL's (see `DB_NOW`), or `at`, this process's (SQLite has one
+        server)."""
+        if not self.shared:
+            return at
+        now: datetime = c.execute(sa.select(DB_NOW)).scalar_one()
+        return now.replace(tzinfo=UTC)
+
     async def resolve(
-        self, request_id: str, answer: Answer, at: datetime, *, record_if_late: bool = True
+        self,
+        request_id: str,
+        answer: Answer,
+        at: datetime,
+        *,
+        record_if_late: bool = True,
+        offered: int | None = None,
     ) -> tuple[bool, ApprovalRequest | None]:
         """Apply `answer` if the request is still pending; record it either way, unless it is late and
         `record_if_late` is False (the server's own closing, which did not happen if another answer won). An allow
-        that remembers records its grant in the same transaction.
+        that remembers records its grant in the same transaction, on the database's clock.
+
+        `offered`: the answer was recorded already, handed over by another replica (see `handover`): its row gets
+        the outcome, or `NotDelivered` is raised when that replica withdrew it meanwhile.
 
         Returns whether this answer won, and the row as it now stands (`None` for an unknown id).
         """
@@ -500,17 +569,21 @@ class Store:
         }
 
         def work(c: Connection) -> tuple[bool, ApprovalRequest | None]:
+            if offered is not None and c.execute(_CLAIM_OFFER, {"answer_id": offered}).first() is None:
+                raise NotDelivered(f"the answer to request {request_id} was withdrawn before it could be applied")
             row = c.execute(_DECIDE_AND_ANNOUNCE if self.shared else _DECIDE, params).first()
             won = row is not None
             if row is None:  # too late (or no such request): the row as it stands
                 row = c.execute(_GET, {"request_id": request_id}).first()
             if row is None:
                 return False, None
-            if won or record_if_late:
+            if offered is not None:
+                c.execute(answers.update().where(answers.c.id == offered).values(outcome=APPLIED if won else TOO_LATE))
+            elif won or record_if_late:
                 c.execute(_RECORD_ANSWER, recorded | {"outcome": APPLIED if won else TOO_LATE})
             request = _row_to_request(row)
             if won and remembered and answer.remember:
-                grant = Grant.for_request(request, answer.remember, answer.actor, answer.channel, at)
+                grant = Grant.for_request(request, answer.remember, answer.actor, answer.channel, self.clock(c, at))
                 if grant is not None:
                     c.execute(grants.insert().values(vars(grant)))
             return won, request
@@ -561,66 +634,20 @@ class Store:
 
         return await self._run(work)
 
-    # -- replicas: each renews a lease; the requests of one that stops are closed by another -----------------------
+    async def now(self) -> datetime:
+        """The store's clock (see `clock`)."""
+        return await self._run(lambda c: self.clock(c, datetime.now(UTC)))
 
-    async def register_replica(self, host: str, at: datetime) -> None:
-        assert self.replica is not None
-        values = {"id": self.replica, "host": host, "started_at": at, "heartbeat_at": at}
-        await self._run(lambda c: c.execute(replicas.insert().values(values)))
-
-    async def renew_lease(self, host: str, at: datetime) -> bool:
-        """Renew this replica's lease; False when another replica had taken it as dead (its lease is then new)."""
-
-        def work(c: Connection) -> bool:
-            table = replicas
-            if c.execute(table.update().where(table.c.id == self.replica).values(heartbeat_at=at)).rowcount == 1:
-                return True
-            c.execute(table.insert().values(id=self.replica, host=host, started_at=at, heartbeat_at=at))
-            return False
-
-        return await self._run(work)
-
-    async def take_over(self, stale_before: datetime, at: datetime, actor: str) -> list[str]:
-        """Close as abandoned every pending request whose replica has no lease renewed since `stale_before`, and
-        forget those replicas; returns the ids closed. Several replicas may do this at once: each row closes once."""
-
-        def work(c: Connection) -> list[str]:
-            live = sa.select(replicas.c.id).where(replicas.c.heartbeat_at >= stale_before)
-            closed = [
-                row.id
-                for row in c.execute(
-                    requests.update()
-                    .where(
-                        requests.c.status == Status.PENDING.value,
-                        sa.or_(requests.c.replica.is_(None), requests.c.replica.not_in(live)),
-                    )
-                    .values(
-                        status=Status.ABANDONED.value,
-                        decided_at=at,
-                        decided_by=actor,
-                        decided_via="takeover",
-                        reason="the server the agent waited on stopped renewing its lease (it died or lost the "
-                        "database)",
-                    )
-                    .returning(requests.c.id)
-                )
-            ]
-            c.execute(replicas.delete().where(replicas.c.heartbeat_at < stale_before))
-            for request_id in closed:
-                self._announce(c, "closed", request_id)
-            return closed
-
-        return await self._run(work)
-
-    async def retire_replica(self) -> None:
-        await self._run(lambda c: c.execute(replicas.delete().where(replicas.c.id == self.replica)))
-
-    async def matching_grant(self, scopes: list[str], tool_name: str, key: str, at: datetime) -> Grant | None:
-        """The oldest grant still in force that allows `tool_name` with `key` in one of `scopes`."""
-        params = {"scopes": scopes, "tool_name": tool_name, "key": key, "at": at}
+    async def matching_grant(
+        self, scopes: list[str], tool_name: str, key: str, at: datetime | None = None
+    ) -> Grant | None:
+        """The oldest grant in force at `at` (by default now, on the store's clock) that allows `tool_name` with
+        `key` in one of `scopes`."""
+        params = {"scopes": scopes, "tool_name": tool_name, "key": key, "at": at or datetime.now(UTC)}
+        query = _MATCHING_GRANT_ON_DB_CLOCK if at is None and self.shared else _MATCHING_GRANT
 
         def work(c: Connection) -> Grant | None:
-            row = c.execute(_MATCHING_GRANT, params).first()
+            row = c.execute(query, params).first()
             return _row_to_grant(row) if row else None
 
         return await self._run(work)
@@ -636,10 +663,12 @@ class Store:
         query = grants.select().where(grants.c.request_id == request_id).order_by(grants.c.created_at)
         return await self._run(lambda c: [_row_to_grant(row) for row in c.execute(query)])
 
-    async def revoke_grant(self, grant_id: str, actor: str, at: datetime) -> tuple[bool, Grant | None]:
-        """End a grant now. Returns whether this call ended it (False: it had already ended), and the grant."""
+    async def revoke_grant(self, grant_id: str, actor: str) -> tuple[bool, Grant | None]:
+        """End a grant now, on the store's clock. Returns whether this call ended it (False: it had already ended),
+        and the grant."""
 
         def work(c: Connection) -> tuple[bool, Grant | None]:
+            at = self.clock(c, datetime.now(UTC))
             changed = c.execute(
                 grants.update()
                 .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None), grants.c.expires_at > at)

@@ -26,7 +26,7 @@ from approval_server.broker import Broker
 from approval_server.channels.whatsapp import WhatsAppChannel, too_long_for_the_phone, too_long_refusal
 from approval_server.channels.whatsapp_replies import HOW_TO_ANSWER, ReplyBinder, parse_reply
 from approval_server.config import WhatsAppSettings
-from approval_server.errors import BadRequest, HTTPError, RequestClosed
+from approval_server.errors import BadRequest, HTTPError, NotDelivered, RequestClosed
 from approval_server.models import Answer, Status
 
 logger = logging.getLogger(__name__)
@@ -108,6 +108,8 @@ class TwilioWebhook:
             await self._whatsapp.tell(
                 sender, f"Request {bound.request_id} is already {state}; your answer changed nothing."
             )
+        except NotDelivered as exc:
+            await self._whatsapp.tell(sender, f"Your answer changed nothing: {exc.detail}.")
 
     async def _only_at_the_link(self, request_id: str, approver: str) -> str | None:
         """Why an allow of `request_id` from the phone is refused (it is too long to read there), or None."""
