@@ -95,6 +95,7 @@ class Broker:
         self._drained = asyncio.Event()
         self._returned: dict[str, asyncio.Event] = {}  # request id → set once its caller has its answer
         self._allowing = asyncio.Lock()  # allows are applied one at a time (see the module's docstring)
+        self._allow_failed_at = float("-inf")  # when the store last failed to record an allow (the loop's time)
         self.unrecorded = Unrecorded(store, self._recorded_late)
         self.handovers: Handovers | None = None  # set by `replicas` when other replicas share the database
 
@@ -319,8 +320,16 @@ class Broker:
         """Apply an answer for an agent waiting here; an allow only once the allow before it was handed over."""
         if answer.status is not Status.ALLOWED:
             return await self._apply(request_id, answer, offered)
+        loop = asyncio.get_running_loop()
+        queued_at = loop.time()
         async with self._allowing:
-            row = await self._apply(request_id, answer, offered)
+            if self._allow_failed_at >= queued_at:  # the store failed meanwhile: no second wait for the same fault
+                raise StoreError("the database failed to record the allow before this one, given meanwhile")
+            try:
+                row = await self._apply(request_id, answer, offered)
+            except StoreError:
+                self._allow_failed_at = loop.time()
+                raise
             returned = self._returned.get(request_id)
             if returned is not None:
                 with contextlib.suppress(TimeoutError):
