@@ -137,7 +137,7 @@ async def test_a_database_error_is_a_json_503_and_the_connection_serves_the_next
 
         again = await api.post(decision, json={"decision": "allow"})
         ports.append(local_address(again))
-        assert again.status_code == 200
+        assert again.status_code == 200, again.text
         # The connection that carried the 503 carries the next request.
         assert ports[0] == ports[1]
         assert json.loads((await asyncio.wait_for(call, 10)).content[0].text)["behavior"] == "allow"
