@@ -397,22 +397,36 @@ class Broker:
     async def _take_offer(self, notice: Notice) -> None:
         """An answer handed over by another replica (see `handover`), if it is for an agent of this one."""
         offer = Offer.from_detail(notice.detail)
-        if self.handovers is None or offer is None or offer.to != self.store.replica:
-            return
+        if offer is not None and offer.to == self.store.replica:  # in a task: the notices after it are not held up
+            task = asyncio.create_task(self._take(notice.request_id, offer))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _take(self, request_id: str, offer: Offer) -> None:
+        """Apply a handed-over answer if its agent waits here; record it too late if the request is closed; refuse
+        it, and close the request as abandoned, if the request is pending with nobody waiting. Then tell the giver."""
+        assert self.handovers is not None
         try:
             answer = await self.handovers.answer_of(offer)
-            waiter = self._waiters.get(notice.request_id)
             if answer is None:  # withdrawn already
                 return
+            waiter = self._waiters.get(request_id)
             if waiter is not None and not waiter.done():
-                await self._apply_here(notice.request_id, answer, offered=offer.answer_id)
+                await self._apply_here(request_id, answer, offered=offer.answer_id)
+                return
+            row = await self.store.get(request_id)
+            if row is not None and row.status is not Status.PENDING:
+                await self._apply(request_id, answer, offered=offer.answer_id)  # recorded as too late
             elif await self.handovers.refuse(offer):
                 why = f"its agent was no longer waiting when {answer.actor} answered"
-                await self._close_quietly(notice.request_id, Answer(Status.ABANDONED, SERVER_ACTOR, SERVER_ACTOR, why))
+                await self._close_quietly(request_id, Answer(Status.ABANDONED, SERVER_ACTOR, SERVER_ACTOR, why))
         except (NotDelivered, RequestClosed, NotFound):
             pass
+        except Exception:  # the giver withdraws the answer when it hears nothing
+            logger.exception("could not take the answer handed over for request %s", request_id)
         finally:
-            await self.handovers.reply(notice.request_id, offer, notice.origin)
+            with contextlib.suppress(StoreError):
+                await self.handovers.reply(request_id, offer)
 
     async def closed_elsewhere(self, request_id: str) -> None:
         """A request was closed by another replica (or by taking over a dead one's): wake its caller if it waits
@@ -422,9 +436,13 @@ class Broker:
             self._after_close(row)
 
     async def resync(self) -> None:
-        """Look again at every request waiting here: one closed while no notice could arrive wakes its caller."""
+        """Look again at every request waiting here: one closed while no notice could arrive wakes its caller, and an
+        answer handed over meanwhile is taken."""
         for request_id in list(self._waiters):
             await self.closed_elsewhere(request_id)
+        if self.handovers is not None:
+            for request_id, offer in await self.handovers.missed():
+                await self._take(request_id, offer)
 
     async def abandon_pending(self) -> list[str]:
         """At start-up on a database of its own: requests still pending belong to a process that died; their caller

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,10 +23,10 @@ from sqlalchemy.engine import Connection
 
 from approval_server.errors import NotDelivered, RequestClosed
 from approval_server.leases import Leases
-from approval_server.models import Answer, ApprovalRequest, Remember, Status
+from approval_server.models import Answer, ApprovalRequest
 from approval_server.notices import NOTICE_CHANNEL, Notice
-from approval_server.store import APPLIED, HANDED_OVER, NOT_DELIVERED, TOO_LATE, Store
-from approval_server.tables import answers
+from approval_server.store import APPLIED, HANDED_OVER, NOT_DELIVERED, TOO_LATE, Store, answer_row, row_to_answer
+from approval_server.tables import answers, requests
 
 # How long the giver waits for the owner's word before it withdraws the answer (an owner frozen or cut off).
 HANDOVER_WAIT = 3.0
@@ -40,30 +40,20 @@ _WITHDRAW = (
 
 @dataclass(frozen=True)
 class Offer:
-    """What a "handover" notice says: which answer, for which replica, and what it remembers (not in `answers`)."""
+    """What a "handover" notice (and its reply, "handed") says: which answer, for which replica."""
 
     answer_id: int
     to: str
-    remember: Remember | None = None
 
     def detail(self) -> str:
-        remember = None
-        if self.remember is not None:
-            seconds = self.remember.duration.total_seconds() if self.remember.duration else None
-            remember = {"kind": self.remember.kind, "seconds": seconds}
-        return json.dumps({"answer": self.answer_id, "to": self.to, "remember": remember})
+        return json.dumps({"answer": self.answer_id, "to": self.to})
 
     @classmethod
     def from_detail(cls, detail: str | None) -> Offer | None:
         try:
             data: Any = json.loads(detail or "")
-            remember = data.get("remember")
-            if remember is not None:
-                seconds = remember["seconds"]
-                duration = timedelta(seconds=seconds) if seconds is not None else None
-                remember = Remember(remember["kind"], duration)
-            return cls(int(data["answer"]), str(data["to"]), remember)
-        except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            return cls(int(data["answer"]), str(data["to"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
 
 
@@ -85,7 +75,7 @@ class Handovers:
 
         def record_and_announce(c: Connection) -> int:
             answer_id = self._record(c, row.id, answer, HANDED_OVER)
-            detail = Offer(answer_id, owner, answer.remember).detail()
+            detail = Offer(answer_id, owner).detail()
             notice = Notice("handover", row.id, self._store.replica or "", detail)
             c.execute(sa.select(sa.func.pg_notify(NOTICE_CHANNEL, notice.to_payload())))
             return answer_id
@@ -118,16 +108,25 @@ class Handovers:
     def heard(self, notice: Notice) -> None:
         """The owner's word on an answer handed over from here (a "handed" notice)."""
         offer = Offer.from_detail(notice.detail)
-        if offer is not None and offer.to == self._store.replica and (event := self._heard.get(offer.answer_id)):
+        if offer is not None and (event := self._heard.get(offer.answer_id)):
             event.set()
 
     async def answer_of(self, offer: Offer) -> Answer | None:
         """The answer an offer hands over, as the giver recorded it; None once withdrawn."""
         query = answers.select().where(answers.c.id == offer.answer_id, answers.c.outcome == HANDED_OVER)
         row = await self._store.transaction(lambda c: c.execute(query).first())
-        if row is None:
-            return None
-        return Answer(Status(row.status), row.actor, row.channel, row.message, row.updated_input, offer.remember)
+        return row_to_answer(row) if row is not None else None
+
+    async def missed(self) -> list[tuple[str, Offer]]:
+        """The answers handed over to this replica and not taken yet (their notices were lost while it did not
+        listen): each with its request's id."""
+        query = (
+            sa.select(answers.c.request_id, answers.c.id)
+            .join(requests, requests.c.id == answers.c.request_id)
+            .where(answers.c.outcome == HANDED_OVER, requests.c.replica == self._store.replica)
+        )
+        rows = await self._store.transaction(lambda c: c.execute(query).all())
+        return [(row.request_id, Offer(row.id, self._store.replica or "")) for row in rows]
 
     async def refuse(self, offer: Offer) -> bool:
         """The owner's refusal (its agent no longer waits): True when the answer was still there to refuse."""
@@ -135,21 +134,12 @@ class Handovers:
             await self._store.transaction(lambda c: c.execute(_WITHDRAW, {"answer_id": offer.answer_id}).rowcount)
         )
 
-    async def reply(self, request_id: str, offer: Offer, giver: str) -> None:
+    async def reply(self, request_id: str, offer: Offer) -> None:
         """Tell the giver that its answer was dealt with (its row in `answers` says how)."""
-        await self._store.announce("handed", request_id, Offer(offer.answer_id, giver).detail())
+        await self._store.announce("handed", request_id, offer.detail())
 
     @staticmethod
     def _record(c: Connection, request_id: str, answer: Answer, outcome: str) -> int:
-        values = {
-            "request_id": request_id,
-            "at": datetime.now(UTC),
-            "status": answer.status.value,
-            "actor": answer.actor,
-            "channel": answer.channel,
-            "message": answer.message,
-            "updated_input": answer.updated_input,
-            "outcome": outcome,
-        }
+        values = answer_row(request_id, answer, datetime.now(UTC), outcome)
         answer_id: int = c.execute(answers.insert().values(values).returning(answers.c.id)).scalar_one()
         return answer_id

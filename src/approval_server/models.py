@@ -90,6 +90,13 @@ class Remember:
             raise ValueError(f"{text!r} is not between 1 minute and 24 hours")
         return cls("timed", duration)
 
+    @property
+    def text(self) -> str:
+        """What `parse` reads back: `session`, or the duration in minutes (`90m`)."""
+        if self.duration is None:
+            return "session"
+        return f"{round(self.duration.total_seconds() / 60)}m"
+
 
 @dataclass(frozen=True)
 class Answer:

@@ -33,7 +33,7 @@ from approval_server.db_watch import DatabaseFile
 from approval_server.errors import ConfigError, DatabaseFull, DatabaseLost, NotDelivered, StoreError
 from approval_server.fair_share import Limits, Share
 from approval_server.grants import Grant
-from approval_server.models import Answer, ApprovalRequest, Status
+from approval_server.models import Answer, ApprovalRequest, Remember, Status
 from approval_server.notices import NOTICE_CHANNEL, OUTCOME_FIELDS, Notice, outcome_detail
 from approval_server.tables import answers, grants, outbound_messages, requests, seen_webhooks
 
@@ -139,6 +139,27 @@ def _row_to_request(row: sa.Row[Any]) -> ApprovalRequest:
         updated_input=row.updated_input,
         remembered=row.remembered,
     )
+
+
+def answer_row(request_id: str, answer: Answer, at: datetime, outcome: str) -> dict[str, Any]:
+    """An answer as its row in `answers`."""
+    return {
+        "request_id": request_id,
+        "at": at,
+        "status": answer.status.value,
+        "actor": answer.actor,
+        "channel": answer.channel,
+        "message": answer.message,
+        "updated_input": answer.updated_input,
+        "outcome": outcome,
+        "remember": answer.remember.text if answer.remember else None,
+    }
+
+
+def row_to_answer(row: sa.Row[Any]) -> Answer:
+    """An answer as its row in `answers` recorded it."""
+    remember = Remember.parse(row.remember) if row.remember else None
+    return Answer(Status(row.status), row.actor, row.channel, row.message, row.updated_input, remember)
 
 
 def _row_to_outbound(row: sa.Row[Any]) -> OutboundMessage:
@@ -426,17 +447,7 @@ class Store:
 
     async def record_answer(self, request_id: str, answer: Answer, at: datetime, outcome: str) -> None:
         """Record an answer that changed nothing, with why (`outcome`)."""
-        values = {
-            "request_id": request_id,
-            "at": at,
-            "status": answer.status.value,
-            "actor": answer.actor,
-            "channel": answer.channel,
-            "message": answer.message,
-            "updated_input": answer.updated_input,
-            "outcome": outcome,
-        }
-        await self._run(lambda c: c.execute(_RECORD_ANSWER, values))
+        await self._run(lambda c: c.execute(_RECORD_ANSWER, answer_row(request_id, answer, at, outcome)))
 
     async def recent(self, status: Status | None = None, limit: int = 100) -> list[ApprovalRequest]:
         query = requests.select().order_by(requests.c.created_at.desc(), requests.c.id.desc()).limit(limit)
@@ -558,15 +569,6 @@ class Store:
         params = {"request_id": request_id} | {f"new_{name}": value for name, value in outcome.items()}
         if self.shared:
             params["notice"] = self._notice_payload("closed", request_id, outcome_detail(outcome))
-        recorded = {
-            "request_id": request_id,
-            "at": at,
-            "status": answer.status.value,
-            "actor": answer.actor,
-            "channel": answer.channel,
-            "message": answer.message,
-            "updated_input": answer.updated_input,
-        }
 
         def work(c: Connection) -> tuple[bool, ApprovalRequest | None]:
             if offered is not None and c.execute(_CLAIM_OFFER, {"answer_id": offered}).first() is None:
@@ -580,7 +582,7 @@ class Store:
             if offered is not None:
                 c.execute(answers.update().where(answers.c.id == offered).values(outcome=APPLIED if won else TOO_LATE))
             elif won or record_if_late:
-                c.execute(_RECORD_ANSWER, recorded | {"outcome": APPLIED if won else TOO_LATE})
+                c.execute(_RECORD_ANSWER, answer_row(request_id, answer, at, APPLIED if won else TOO_LATE))
             request = _row_to_request(row)
             if won and remembered and answer.remember:
                 grant = Grant.for_request(request, answer.remember, answer.actor, answer.channel, self.clock(c, at))

@@ -101,6 +101,7 @@ answers = sa.Table(
     sa.Column("message", AnyText(), nullable=True),
     sa.Column("updated_input", sa.JSON(none_as_null=True), nullable=True),
     sa.Column("outcome", AnyText(16), nullable=False),
+    sa.Column("remember", AnyText(16), nullable=True),  # `Remember.text`
     sa.Index("ix_answers_request_id", "request_id"),
 )
 
