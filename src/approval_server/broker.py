@@ -216,7 +216,7 @@ class Broker:
             return await self._close(request.id, Answer(status, verdict.rule or "policy", "policy", verdict.reason))
         if verdict.rule is None:  # nothing in the policy asks for a human every time: an approver's grant may allow
             pattern = pattern_for(call.tool_name, call.input)
-            grant = await self.store.matching_grant(scopes_for(call), call.tool_name, pattern.key, _now())
+            grant = await self.store.matching_grant(scopes_for(call), call.tool_name, pattern.key)
             if grant is not None:
                 return await self._close(request.id, Answer(Status.ALLOWED, grant.label, "grant", grant.reason))
         refusal = await self._admit(call, request)
