@@ -64,7 +64,9 @@ async def pending_id(broker: Broker) -> str:
     for _ in range(500):
         rows = await broker.store.recent(status=Status.PENDING)
         shown = all(
-            rows and rows[0] in channel.notified for channel in broker.channels if isinstance(channel, MockChannel)
+            rows and rows[0] in channel.notified
+            for channel in broker.sends.channels
+            if isinstance(channel, MockChannel)
         )
         if rows and shown:
             return rows[0].id

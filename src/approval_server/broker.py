@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -27,13 +26,14 @@ from datetime import UTC, datetime
 
 import anyio
 
-from approval_server.channels import Channel, Delivery
+from approval_server.channels import Channel
 from approval_server.decision import (
     SERVER_ACTOR,
     Decision,
     describe_duration,
     internal_error,
     not_recorded,
+    store_failed,
     unrecordable,
 )
 from approval_server.errors import (
@@ -48,11 +48,11 @@ from approval_server.errors import (
 from approval_server.events import Event, EventHub
 from approval_server.fair_share import FAIR_SHARE_CHANNEL, Limits, Share, Turns
 from approval_server.grants import Grant, pattern_for, scopes_for
-from approval_server.handover import Handovers, Offer
+from approval_server.handover import Handovers
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
-from approval_server.notices import Notice, with_outcome
 from approval_server.policy import Policy
 from approval_server.render import render_text
+from approval_server.sends import Sends
 from approval_server.store import NOT_DELIVERED, Store
 from approval_server.unrecorded import Unrecorded
 
@@ -80,17 +80,13 @@ class Broker:
         """`limits`: how many requests one agent and one token may have waiting at once (None: no limit)."""
         self.store = store
         self.policy = policy
-        self.channels = list(channels)
+        self.sends = Sends(channels)
         self.events = events
         self.timeout = timeout
         self.limits = limits
         self._turns = Turns()
         self._waiters: dict[str, asyncio.Future[ApprovalRequest]] = {}
         self._opened: dict[str, ApprovalRequest] = {}  # the requests waited for here, as they were recorded
-        self._reach: dict[str, dict[str, str | None]] = {}  # request id → channel → why it cannot reach anyone
-        self._background: set[asyncio.Task[None]] = set()
-        self._notified: set[str] = set()  # requests shown on the channels, which withdraw them once closed
-        self._sending: dict[str, dict[Channel, asyncio.Task[Delivery]]] = {}  # request id → the sends under way
         self._shutting_down = False
         self._drained = asyncio.Event()
         self._returned: dict[str, asyncio.Event] = {}  # request id → set once its caller has its answer
@@ -120,7 +116,7 @@ class Broker:
             return await self._submit(call, request, waiter, deadline)
         except asyncio.CancelledError:
             with anyio.CancelScope(shield=True):
-                await self._close_quietly(
+                await self.close_quietly(
                     request.id, Answer(Status.CANCELLED, SERVER_ACTOR, "mcp", "the agent went away")
                 )
             raise
@@ -130,16 +126,13 @@ class Broker:
         except Exception:
             logger.exception("internal error while handling request %s; denying it", request.id)
             message = internal_error(request.id).message
-            await self._close_quietly(request.id, Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, message))
+            await self.close_quietly(request.id, Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, message))
             return internal_error(request.id)
         finally:
             del self._waiters[request.id]
             del self._opened[request.id]
             self._returned.pop(request.id).set()
-            self._reach.pop(request.id, None)
-            self._notified.discard(request.id)
-            for sending in self._sending.get(request.id, {}).values():
-                _stop(sending)  # its caller has its answer: nothing more is sent about it
+            self.sends.done_with(request.id)
             if self._shutting_down and not self._waiters:
                 self._drained.set()
 
@@ -152,47 +145,17 @@ class Broker:
         if decided is not None:
             return decided
 
-        self._notified.add(request.id)
-        delivered = self._send(request)
+        delivered = self.sends.send(request)
         try:
             async with asyncio.timeout_at(deadline):
                 await asyncio.wait((waiter, delivered), return_when=asyncio.FIRST_COMPLETED)
-                unreachable = None if waiter.done() else self._unreached(request.id, delivered.result())
+                unreachable = None if waiter.done() else self.sends.unreached(request.id, delivered.result())
                 if unreachable is None:
                     return Decision.for_request(await asyncio.shield(waiter))
         except TimeoutError:
             message = f"no answer within {describe_duration(self.timeout)}"
             return await self._close(request.id, Answer(Status.EXPIRED, SERVER_ACTOR, "timeout", message))
         return await self._close(request.id, unreachable)
-
-    def _send(self, request: ApprovalRequest) -> asyncio.Future[list[Delivery | BaseException]]:
-        """Tell every channel of `request`, each in a task of its own; the future is done when all have answered.
-        The tasks outlive the caller's wait: a channel withdraws the request only once its own send is over (see
-        `_withdraw`), so that an approver who was sent it is then told how it ended."""
-        sending = {channel: asyncio.create_task(self._notify(channel, request)) for channel in self.channels}
-        self._sending[request.id] = sending
-        for channel, task in sending.items():
-            task.add_done_callback(functools.partial(self._sent, request.id, channel))
-        return asyncio.gather(*sending.values(), return_exceptions=True)
-
-    def _sent(self, request_id: str, channel: Channel, _task: asyncio.Task[Delivery]) -> None:
-        sending = self._sending.get(request_id, {})
-        sending.pop(channel, None)
-        if not sending:
-            self._sending.pop(request_id, None)
-
-    def _unreached(self, request_id: str, deliveries: list[Delivery | BaseException]) -> Answer | None:
-        """The deny when no channel that reaches people could reach anyone (None: someone was reached, or no channel
-        reaches people at all)."""
-        reach = self._reach.setdefault(request_id, {})
-        for channel, delivery in zip(self.channels, deliveries, strict=True):
-            if channel.reaches_people:
-                reached = isinstance(delivery, Delivery) and delivery.reached
-                detail = delivery.detail if isinstance(delivery, Delivery) else "not sent"
-                reach.setdefault(channel.name, None if reached else detail)
-        if reach and all(why is not None for why in reach.values()):
-            return self._unreachable(reach)
-        return None
 
     async def _decide_at_once(self, call: ToolCall, request: ApprovalRequest) -> Decision | None:
         """Record `request` and decide it without a human if the policy, a grant or the fair share does; None when
@@ -214,12 +177,18 @@ class Broker:
         if verdict.action != "ask":
             status = Status.ALLOWED if verdict.action == "allow" else Status.DENIED
             return await self._close(request.id, Answer(status, verdict.rule or "policy", "policy", verdict.reason))
-        if verdict.rule is None:  # nothing in the policy asks for a human every time: an approver's grant may allow
-            pattern = pattern_for(call.tool_name, call.input)
-            grant = await self.store.matching_grant(scopes_for(call), call.tool_name, pattern.key)
-            if grant is not None:
-                return await self._close(request.id, Answer(Status.ALLOWED, grant.label, "grant", grant.reason))
-        refusal = await self._admit(call, request)
+        try:
+            if verdict.rule is None:  # nothing in the policy asks for a human every time: a grant may allow
+                pattern = pattern_for(call.tool_name, call.input)
+                grant = await self.store.matching_grant(scopes_for(call), call.tool_name, pattern.key)
+                if grant is not None:
+                    return await self._close(request.id, Answer(Status.ALLOWED, grant.label, "grant", grant.reason))
+            refusal = await self._admit(call, request)
+        except DatabaseLost:
+            raise
+        except StoreError as exc:  # recorded, then the store failed: denied now, its closing kept, not tried twice
+            answer = Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, store_failed(request.id).message)
+            return self._keep(request.id, answer, _now(), exc)
         if refusal is not None:
             return await self._close(request.id, Answer(Status.DENIED, SERVER_ACTOR, FAIR_SHARE_CHANNEL, refusal))
         return None
@@ -244,24 +213,9 @@ class Broker:
         if request_id not in self._waiters:  # its caller waits on another replica, if anywhere
             await self.store.announce("unreachable", request_id, json.dumps({"channel": channel, "why": why}))
             return
-        reach = self._reach.setdefault(request_id, {})
-        reach[channel] = why
-        reaching = {c.name for c in self.channels if c.reaches_people}
-        if reaching <= reach.keys() and all(reason is not None for reason in reach.values()):
-            await self._close_quietly(request_id, self._unreachable(reach))
-
-    @staticmethod
-    def _unreachable(reach: dict[str, str | None]) -> Answer:
-        why = "; ".join(f"{name}: {reason}" for name, reason in reach.items())
-        message = f"No approval channel could reach anyone ({why}), so the action was denied"
-        return Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, message)
-
-    async def _notify(self, channel: Channel, request: ApprovalRequest) -> Delivery:
-        try:
-            return await channel.notify(request)
-        except Exception as exc:
-            logger.exception("channel %s failed to notify request %s", channel.name, request.id)
-            return Delivery(reached=False, detail=f"error: {exc.__class__.__name__}")
+        denied = self.sends.learned_unreachable(request_id, channel, why)
+        if denied is not None:
+            await self.close_quietly(request_id, denied)
 
     async def _close(self, request_id: str, answer: Answer) -> Decision:
         """Close a request on the server's own account; if an answer won the race, that answer stands, and the
@@ -277,17 +231,22 @@ class Broker:
                 raise
             if answer.status is Status.ALLOWED:  # an allow nobody can find in the audit trail is not given
                 answer = Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, not_recorded(request_id).message)
-            self.unrecorded.keep(request_id, answer, at, exc)
-            closed = self._closed_here(request_id, answer, at)
-            self._after_close(closed)
-            return Decision.for_request(closed)
+            return self._keep(request_id, answer, at, exc)
         if row is None:
             raise NotFound(f"no request {request_id}")
         if applied:
-            self._after_close(row)
+            self.after_close(row)
         return Decision.for_request(row)
 
-    async def _close_quietly(self, request_id: str, answer: Answer) -> None:
+    def _keep(self, request_id: str, answer: Answer, at: datetime, exc: StoreError) -> Decision:
+        """The store failed to close a request waited for here: its caller is answered now, its closing kept until
+        the store takes it (see `unrecorded`)."""
+        self.unrecorded.keep(request_id, answer, at, exc)
+        closed = self._closed_here(request_id, answer, at)
+        self.after_close(closed)
+        return Decision.for_request(closed)
+
+    async def close_quietly(self, request_id: str, answer: Answer) -> None:
         try:
             await self._close(request_id, answer)
         except Exception:
@@ -303,7 +262,7 @@ class Broker:
             )
         waiter = self._waiters.get(request_id)
         if waiter is not None and not waiter.done():
-            return await self._apply_here(request_id, answer)
+            return await self.apply_here(request_id, answer)
         row = await self.store.get(request_id)
         if row is None:
             raise NotFound(f"no request {request_id}")
@@ -314,19 +273,19 @@ class Broker:
             return await self.handovers.offer(row, answer, owner)
         if row.status is Status.PENDING:
             raise await self._gone(row, answer)
-        return await self._apply(request_id, answer)  # recorded as too late
+        return await self.apply(request_id, answer)  # recorded as too late
 
-    async def _apply_here(self, request_id: str, answer: Answer, offered: int | None = None) -> ApprovalRequest:
+    async def apply_here(self, request_id: str, answer: Answer, offered: int | None = None) -> ApprovalRequest:
         """Apply an answer for an agent waiting here; an allow only once the allow before it was handed over."""
         if answer.status is not Status.ALLOWED:
-            return await self._apply(request_id, answer, offered)
+            return await self.apply(request_id, answer, offered)
         loop = asyncio.get_running_loop()
         queued_at = loop.time()
         async with self._allowing:
             if self._allow_failed_at >= queued_at:  # the store failed meanwhile: no second wait for the same fault
                 raise StoreError("the database failed to record the allow before this one, given meanwhile")
             try:
-                row = await self._apply(request_id, answer, offered)
+                row = await self.apply(request_id, answer, offered)
             except StoreError:
                 self._allow_failed_at = loop.time()
                 raise
@@ -336,13 +295,13 @@ class Broker:
                     await asyncio.wait_for(returned.wait(), HANDING_WAIT)
             return row
 
-    async def _apply(self, request_id: str, answer: Answer, offered: int | None = None) -> ApprovalRequest:
+    async def apply(self, request_id: str, answer: Answer, offered: int | None = None) -> ApprovalRequest:
         applied, row = await self.store.resolve(request_id, answer, _now(), offered=offered)
         if row is None:
             raise NotFound(f"no request {request_id}")
         if not applied:
             raise RequestClosed(f"request {request_id} is already {row.status.value}; this answer changed nothing")
-        self._after_close(row)
+        self.after_close(row)
         return row
 
     async def _gone(self, row: ApprovalRequest, answer: Answer) -> NotDelivered:
@@ -353,7 +312,7 @@ class Broker:
         applied, now = await self.store.resolve(row.id, abandon, _now(), record_if_late=False)
         await self.store.record_answer(row.id, answer, _now(), NOT_DELIVERED)
         if applied and now is not None:
-            self._after_close(now)
+            self.after_close(now)
         logger.warning("refused an answer to request %s from %s: %s", row.id, answer.actor, why)
         return NotDelivered(f"request {row.id}: {why}; it was closed as abandoned and this answer changed nothing")
 
@@ -368,81 +327,17 @@ class Broker:
         logger.info("grant %s (%s) revoked by %s", grant.id, grant.rule, actor)
         return grant
 
-    # -- other replicas (see `replicas`) ---------------------------------------------------------------------------
+    def waits(self, request_id: str) -> bool:
+        """Whether the agent that asked `request_id` waits here for an answer."""
+        waiter = self._waiters.get(request_id)
+        return waiter is not None and not waiter.done()
 
-    async def on_notice(self, notice: Notice) -> None:
-        """Something another replica did: a request it recorded or closed, or a channel it learned cannot reach
-        anyone for a request that waits here."""
-        if notice.kind == "handover":
-            await self._take_offer(notice)
-        elif notice.kind == "handed":
-            if self.handovers is not None:
-                self.handovers.heard(notice)
-        elif notice.kind == "unreachable":
-            detail = json.loads(notice.detail or "{}")
-            if notice.request_id in self._waiters:
-                await self.channel_unreachable(notice.request_id, str(detail.get("channel")), str(detail.get("why")))
-        elif notice.kind == "created" and self.events.heard:
-            row = await self.store.get(notice.request_id)
-            if row is not None:
-                self.events.publish(Event("request.created", row))
-        elif notice.kind == "closed" and (notice.request_id in self._waiters or self.events.heard):
-            opened = self._opened.get(notice.request_id)
-            closed = with_outcome(opened, notice.detail) if opened is not None else None
-            if closed is not None:  # the notice says how it ended: the caller need not wait for a read of the row
-                self._after_close(closed)
-            else:
-                await self.closed_elsewhere(notice.request_id)
+    def waiting(self) -> list[str]:
+        return list(self._waiters)
 
-    async def _take_offer(self, notice: Notice) -> None:
-        """An answer handed over by another replica (see `handover`), if it is for an agent of this one."""
-        offer = Offer.from_detail(notice.detail)
-        if offer is not None and offer.to == self.store.replica:  # in a task: the notices after it are not held up
-            task = asyncio.create_task(self._take(notice.request_id, offer))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _take(self, request_id: str, offer: Offer) -> None:
-        """Apply a handed-over answer if its agent waits here; record it too late if the request is closed; refuse
-        it, and close the request as abandoned, if the request is pending with nobody waiting. Then tell the giver."""
-        assert self.handovers is not None
-        try:
-            answer = await self.handovers.answer_of(offer)
-            if answer is None:  # withdrawn already
-                return
-            waiter = self._waiters.get(request_id)
-            if waiter is not None and not waiter.done():
-                await self._apply_here(request_id, answer, offered=offer.answer_id)
-                return
-            row = await self.store.get(request_id)
-            if row is not None and row.status is not Status.PENDING:
-                await self._apply(request_id, answer, offered=offer.answer_id)  # recorded as too late
-            elif await self.handovers.refuse(offer):
-                why = f"its agent was no longer waiting when {answer.actor} answered"
-                await self._close_quietly(request_id, Answer(Status.ABANDONED, SERVER_ACTOR, SERVER_ACTOR, why))
-        except (NotDelivered, RequestClosed, NotFound):
-            pass
-        except Exception:  # the giver withdraws the answer when it hears nothing
-            logger.exception("could not take the answer handed over for request %s", request_id)
-        finally:
-            with contextlib.suppress(StoreError):
-                await self.handovers.reply(request_id, offer)
-
-    async def closed_elsewhere(self, request_id: str) -> None:
-        """A request was closed by another replica (or by taking over a dead one's): wake its caller if it waits
-        here, and tell this replica's subscribers and channels."""
-        row = await self.store.get(request_id)
-        if row is not None and row.status is not Status.PENDING:
-            self._after_close(row)
-
-    async def resync(self) -> None:
-        """Look again at every request waiting here: one closed while no notice could arrive wakes its caller, and an
-        answer handed over meanwhile is taken."""
-        for request_id in list(self._waiters):
-            await self.closed_elsewhere(request_id)
-        if self.handovers is not None:
-            for request_id, offer in await self.handovers.missed():
-                await self._take(request_id, offer)
+    def opened(self, request_id: str) -> ApprovalRequest | None:
+        """A request waited for here, as it was recorded."""
+        return self._opened.get(request_id)
 
     async def abandon_pending(self) -> list[str]:
         """At start-up on a database of its own: requests still pending belong to a process that died; their caller
@@ -458,7 +353,7 @@ class Broker:
         """Deny every waiting request and refuse new ones, so each agent reads why instead of a dropped connection."""
         self._shutting_down = True
         for request_id in list(self._waiters):
-            await self._close_quietly(request_id, Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, SHUTDOWN_MESSAGE))
+            await self.close_quietly(request_id, Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, SHUTDOWN_MESSAGE))
         if self._waiters:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), 2)
@@ -489,37 +384,13 @@ class Broker:
         """A closing kept by `unrecorded` is now in the database: subscribers see the row as it stands."""
         self.events.publish(Event("request.closed", row))
 
-    def _after_close(self, row: ApprovalRequest) -> None:
+    def after_close(self, row: ApprovalRequest) -> None:
         waiter = self._waiters.get(row.id)
         if waiter is not None and not waiter.done():
             waiter.set_result(row)
         self.events.publish(Event("request.closed", row))
-        if row.id not in self._notified:  # decided by the policy or a grant: no channel showed it
-            return
-        for channel in self.channels:
-            task = asyncio.create_task(self._withdraw(channel, row))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _withdraw(self, channel: Channel, row: ApprovalRequest) -> None:
-        sending = self._sending.get(row.id, {}).get(channel)
-        if sending is not None:  # nothing more is sent about it; a message in flight goes out, then the withdrawal
-            _stop(sending)
-            await asyncio.wait({sending})
-        try:
-            await channel.withdraw(row)
-        except Exception:
-            logger.exception("channel %s failed to withdraw request %s", channel.name, row.id)
+        self.sends.withdraw(row)
 
     async def aclose(self) -> None:
         await self.unrecorded.aclose()
-        if self._background:
-            await asyncio.wait(self._background, timeout=5)
-        for channel in self.channels:
-            await channel.aclose()
-
-
-def _stop(sending: asyncio.Task[Delivery]) -> None:
-    """Cancel a send once (a second cancellation would cut short the message it finishes; see the channels)."""
-    if not sending.done() and not sending.cancelling():
-        sending.cancel()
+        await self.sends.aclose()

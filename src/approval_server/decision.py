@@ -116,3 +116,11 @@ def not_recorded(request_id: str) -> Decision:
         f"approval-server had an internal error: its database could not record approval request {request_id}, so "
         "the action was denied for safety. Nobody approved it; tell the user and do not retry it unattended."
     )
+
+
+def store_failed(request_id: str) -> Decision:
+    """The deny when the database failed while the request was being decided (it was recorded, then not closed)."""
+    return Decision.deny(
+        f"approval-server's database failed while it handled approval request {request_id}, so the action was denied "
+        "for safety. Nobody approved it; tell the user and do not retry it unattended."
+    )

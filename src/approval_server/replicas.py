@@ -28,6 +28,7 @@ from approval_server.errors import StoreError
 from approval_server.handover import Handovers
 from approval_server.leases import Leases
 from approval_server.notices import NOTICE_CHANNEL, Notice
+from approval_server.peers import Peers
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Replication:
         self._lease = timedelta(seconds=lease_seconds)
         self._leases = Leases(broker.store, self._lease)
         broker.handovers = Handovers(broker.store, self._leases)
+        self._peers = Peers(broker, broker.handovers)
         self._host = socket.gethostname()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
@@ -58,6 +60,7 @@ class Replication:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._peers.aclose()
         with contextlib.suppress(StoreError):
             await self._leases.retire()
 
@@ -79,7 +82,7 @@ class Replication:
                         logger.warning("listening to the other replicas again")
                     failures = 0
                     self.listening.set()
-                    await self._broker.resync()  # anything decided while nobody listened
+                    await self._peers.resync()  # anything decided while nobody listened
                     async for message in connection.notifies():
                         notice = Notice.from_payload(message.payload)
                         if notice is not None and notice.origin != self._store.replica:
@@ -93,7 +96,7 @@ class Replication:
 
     async def _act_on(self, notice: Notice) -> None:
         try:
-            await self._broker.on_notice(notice)
+            await self._peers.on_notice(notice)
         except Exception:  # one notice that cannot be acted on must not deafen the replica to the next ones
             logger.exception("could not act on %s", notice)
 
@@ -108,6 +111,6 @@ class Replication:
                 if closed:
                     logger.warning("closed %d request(s) of a replica that stopped as abandoned", len(closed))
                     for request_id in closed:
-                        await self._broker.closed_elsewhere(request_id)
+                        await self._peers.closed_elsewhere(request_id)
             except StoreError as exc:
                 logger.warning("could not renew this replica's lease: %s", exc)
