@@ -173,3 +173,26 @@ async def test_a_request_one_approver_could_be_sent_waits_for_them(
 def test_a_send_timeout_out_of_range_is_refused_by_name(value: str) -> None:
     with pytest.raises(ConfigError, match="APPROVAL_SEND_TIMEOUT_SECONDS"):
         load_settings(env_file=None, approval_send_timeout_seconds=value)
+
+
+async def test_a_burst_past_the_rate_limit_is_denied_with_the_rest_when_every_send_hangs(
+    start_whatsapp: Callable[..., ServerProcess], fake: FakeTwilio
+) -> None:
+    """The requests held back by the rate limit were never sent: when the ones sent could reach nobody, they are
+    denied too, within the send timeout, instead of waiting for their expiry."""
+    fake.hang_sends(60)
+    server = start_whatsapp(APPROVAL_SEND_TIMEOUT_SECONDS=str(SEND_TIMEOUT), APPROVAL_WHATSAPP_PER_MINUTE="2")
+    async with server.mcp() as mcp, server.api() as api:
+        started = time.monotonic()
+        calls = [timed_call(mcp, f"make deploy-{n}") for n in range(6)]
+        answers = await asyncio.wait_for(asyncio.gather(*calls), 15)
+        slowest = max(arrived for _, arrived in answers) - started
+        print(f"\n6 requests, 2 a minute sent: all denied within {slowest:.2f} s (send timeout {SEND_TIMEOUT:g} s)")
+        assert [answer["behavior"] for answer, _ in answers] == ["deny"] * 6
+        held = [answer["message"] for answer, _ in answers if "held back by the rate limit" in answer["message"]]
+        assert len(held) == 4
+        assert all(f"{ALICE}: no answer from Twilio within 2 seconds, and this" in message for message in held)
+        assert slowest < SEND_TIMEOUT + 1
+        await nothing_pending(api)
+        fake.clear_failures()
+    no_server_error(server)

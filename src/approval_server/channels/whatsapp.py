@@ -10,7 +10,9 @@ is finished and recorded, so that its approver is then told how the request ende
 
 One approver is sent at most `per_minute` requests a minute (their turns are counted in the database, so across
 replicas too): past that, requests are held back, still waiting, and one message says how many more wait, with the
-dashboard's link. Notices are recorded too, so that what an approver was sent last is known (see `whatsapp_replies`).
+dashboard's link. A request held back counts as reaching its approver only if the last request sent to them from
+this server reached them: when Twilio fails or hangs, a burst past the limit is denied with the rest, not left to
+expire. Notices are recorded too, so that what an approver was sent last is known (see `whatsapp_replies`).
 
 Every message about a request names the agent and its working directory (`where`), each value in monospace on one
 line, so that a command from /srv/prod never looks like one from /tmp/sandbox. A request too long to read on the phone
@@ -188,6 +190,7 @@ class WhatsAppChannel(Channel):
         self._content_sid = settings.content_sid
         self.outbox = Outbox(store, self.name)
         self._background: set[asyncio.Task[None]] = set()
+        self._last_ask: dict[str, asyncio.Future[str | None]] = {}  # approver → the last request sent to them
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
         results = await asyncio.gather(*(self._offer(approver, request) for approver in self.approvers))
@@ -206,13 +209,17 @@ class WhatsAppChannel(Channel):
             logger.warning("could not take request %s's turn with %s: %s", request.id, approver, exc)
             return f"{approver}: {exc}"
         if not turn.held:
-            return await self._ask(approver, request)
+            asking = asyncio.ensure_future(self._ask(approver, request))
+            self._last_ask[approver] = asking
+            return await asking
         logger.info("request %s held back from %s (more than %d a minute)", request.id, approver, limit)
         if turn.summarise:  # once the burst has arrived, so that the count says how many it held back
             task = asyncio.create_task(self._summarise(approver, limit))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        return None
+        last = self._last_ask.get(approver)
+        failed = await asyncio.shield(last) if last is not None else None
+        return f"{failed}, and this request was held back by the rate limit" if failed else None
 
     async def _summarise(self, approver: str, limit: int) -> None:
         await asyncio.sleep(SUMMARY_DELAY)
