@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +16,9 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser import DASHBOARD_TOKEN, DESKTOP, PHONE, artifacts_dir
+from tests.browser import DASHBOARD_TOKEN, DESKTOP, PHONE, artifacts_dir, shot, to_docs
 from tests.fake_twilio import FakeTwilio
-from tests.support import MCP_TOKEN, REPO, ServerProcess, wait_for_pending
+from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 from tests.test_mcp import TOOL, single_text_json
 from tests.whatsapp_support import ALICE, PUBLIC_URL, sent_to, text_of
 
@@ -232,7 +230,8 @@ async def test_allow_for_session_then_revoke_on_the_grants_page(browser: Browser
         await expect(row).to_have_count(1)
         await expect(row).to_contain_text("Bash(npm test)")
         await expect(row).to_contain_text("agent web in /srv/app")
-        await page.screenshot(path=str(artifacts_dir() / "dashboard-grants.png"), full_page=True)
+        await page.screenshot(path=str(grants := shot("dashboard-grants.png")), full_page=True)
+        to_docs(grants, "grants.png")
         await row.get_by_role("button", name="Revoke").click()
         await expect(page.locator("#grants-title .count")).to_have_text("0")
         await expect(page.locator("#ended-title")).to_be_visible()
@@ -269,7 +268,8 @@ async def test_phone_layout_and_screenshots(browser: Browser, start_server: Call
         for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             page = await signed_in(browser, server, viewport)
             await expect(page.locator(".card")).to_have_count(3)
-            await page.screenshot(path=str(out / f"dashboard-pending-{name}.png"), full_page=True)
+            await page.screenshot(path=str(pending := out / f"dashboard-pending-{name}.png"), full_page=True)
+            to_docs(pending, f"dashboard-{name}.png")
             await page.locator("#history-section").scroll_into_view_if_needed()
             await page.screenshot(path=str(out / f"dashboard-history-{name}.png"))
             if name == "phone":
@@ -640,10 +640,9 @@ async def test_the_worst_cases_on_a_phone_and_a_laptop(browser: Browser, display
             assert await page.evaluate(SCROLL_WIDTH) <= width, "the cards scroll sideways"
             await page.goto(f"{display.url}/requests/{request_id}")
             await expect(page.locator(".record pre.value.diff .line")).to_have_count(20)
-            shot = out / f"display-request-{width}.png"
-            await page.screenshot(path=str(shot), full_page=True)
+            request_page = out / f"display-request-{width}.png"
+            await page.screenshot(path=str(request_page), full_page=True)
             assert await page.evaluate(SCROLL_WIDTH) <= width, "the request page scrolls sideways"
-            if os.environ.get("UPDATE_DOC_IMAGES"):
-                shutil.copyfile(shot, REPO / "docs" / "images" / f"display-{width}.png")
+            to_docs(request_page, f"display-{width}.png")
             await page.context.close()
         await abandon(*(call for call, _ in waiting))

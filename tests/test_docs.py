@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from approval_server.config import Settings
+from tests.browser import DOC_IMAGES
 from tests.support import REPO
 
 SETTINGS = [name.upper() for name in Settings.model_fields]
@@ -30,3 +33,12 @@ def test_mcp_servers_json_points_claude_code_at_the_server() -> None:
     assert config["url"].endswith("/mcp")
     assert config["headers"]["Authorization"] == "Bearer ${APPROVAL_MCP_TOKEN}"
     assert config["timeout"] > Settings.model_fields["approval_timeout_seconds"].default * 1000
+
+
+def test_every_picture_in_the_docs_is_made_by_a_browser_test() -> None:
+    """A picture in the docs is one a browser test takes (`scripts/screenshots` makes them again), never one drawn by
+    hand that would go stale; and every one it makes is shown somewhere."""
+    texts = [(REPO / "README.md").read_text()] + [page.read_text() for page in (REPO / "docs").glob("*.md")]
+    shown = {Path(link).name for text in texts for link in re.findall(r"(?:\]\(|src=\")([^)\"]+\.png)", text)}
+    assert shown == set(DOC_IMAGES)
+    assert {image.name for image in (REPO / "docs" / "images").iterdir()} == set(DOC_IMAGES)
