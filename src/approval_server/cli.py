@@ -2,7 +2,7 @@
 
 This module holds the application, the server's own commands (`serve`, `doctor`, `setup-template`, `db …`) and the
 entry point; the approver's commands are in cli_requests.py, the agent's in cli_agent.py, Claude Code's set-up in
-agent_setup.py."""
+connect.py and agent_setup.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from approval_server import __version__, agent_setup, cli_agent, cli_requests
+from approval_server import __version__, agent_setup, cli_agent, cli_requests, connect
 from approval_server.config import Settings, load_settings
 from approval_server.errors import ApprovalServerError, ConfigError
 
@@ -72,6 +72,7 @@ app.command()(cli_requests.approve)
 app.command("grants")(cli_requests.list_grants)
 app.command()(cli_requests.revoke)
 app.command()(cli_requests.deny)
+app.command()(connect.connect)
 app.command("mcp-config")(agent_setup.mcp_config)
 app.command("hook-config")(agent_setup.hook_config)
 app.command()(cli_requests.dashboard)
@@ -96,11 +97,18 @@ app.command()(cli_agent.stdio)
 
 
 @app.command()
-def doctor(env_file: EnvFile = ENV_DEFAULT) -> None:
-    """Check the configuration and the running server, and say what is missing."""
+def doctor(
+    env_file: EnvFile = ENV_DEFAULT,
+    url: agent_setup.Url = None,
+    mcp_config: Annotated[
+        Path | None,
+        typer.Option(help="The MCP config Claude Code is given (default: the one `connect claude-code` wrote)."),
+    ] = None,
+) -> None:
+    """Check the configuration, the running server and what Claude Code will see, and say what is missing."""
     from approval_server.doctor import run_checks
 
-    problems = run_checks(env_file, typer.echo)
+    problems = run_checks(env_file, typer.echo, url=url, mcp_config=mcp_config)
     raise typer.Exit(1 if problems else 0)
 
 
