@@ -42,6 +42,7 @@ class ServerProcess:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     open_files: tuple[int, int] | None = None  # the limit on open files (soft, hard) the server starts under
+    args: tuple[str, ...] = ()  # options of `serve`, such as ("--port", "18080")
 
     @property
     def url(self) -> str:
@@ -68,7 +69,7 @@ class ServerProcess:
         """`approval-server serve` run to its end, for a start that is expected to stop (its output captured)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return subprocess.run(
-            [sys.executable, "-m", "approval_server", "serve"],
+            [sys.executable, "-m", "approval_server", "serve", *self.args],
             cwd=self.data_dir,
             env=self.environment(),
             capture_output=True,
@@ -82,7 +83,7 @@ class ServerProcess:
         self.log_path = self.data_dir / f"server-{time.monotonic_ns()}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "approval_server", "serve"],
+                [sys.executable, "-m", "approval_server", "serve", *self.args],
                 cwd=self.data_dir,
                 env=self.environment(),
                 stdout=log,

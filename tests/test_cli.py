@@ -68,6 +68,18 @@ def test_a_bad_option_is_exit_2(tmp_path: Path) -> None:
     assert "--port" in result.stderr
 
 
+def test_dash_h_and_version_work_everywhere(tmp_path: Path) -> None:
+    """-h is --help on the application, each command and each group's commands; --version prints the version."""
+    for args in (["-h"], ["serve", "-h"], ["approve", "-h"], ["db", "-h"], ["db", "current", "-h"]):
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "Usage: approval-server" in result.stdout, args
+    version = cli("--version", cwd=tmp_path)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout == cli("version", cwd=tmp_path).stdout
+    assert version.stdout.startswith("approval-server ")
+
+
 def test_commands_explain_a_stopped_server(tmp_path: Path) -> None:
     result = cli("approve", "abc12345", cwd=tmp_path, env={"SERVER_PORT": "9"})
     assert result.returncode == 1

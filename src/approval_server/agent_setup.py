@@ -40,7 +40,7 @@ class HookEvent(StrEnum):
     PRE_TOOL_USE = "PreToolUse"
 
 
-def _agent_name(agent: str | None) -> str | None:
+def agent_name(agent: str | None) -> str | None:
     if agent is not None and not AGENT_NAME.match(agent):
         raise ConfigError(f"--agent {agent!r}: use 1-64 letters, digits, '.', '_' or '-'")
     return agent
@@ -70,6 +70,11 @@ def hook_entry(settings: ClientSettings, *, agent: str | None, http: bool) -> di
     return entry | {"timeout": timeout, "onFailure": "block"}
 
 
+def hook_settings(settings: ClientSettings, *, agent: str | None, event: HookEvent, http: bool) -> dict[str, Any]:
+    """Claude Code settings holding one hook, for every tool, under `event`."""
+    return {"hooks": {event.value: [{"matcher": "*", "hooks": [hook_entry(settings, agent=agent, http=http)]}]}}
+
+
 def hook_config(
     agent: Annotated[str | None, typer.Option(help="Name this agent (as X-Agent-Name does for MCP).")] = None,
     event: Annotated[
@@ -86,8 +91,7 @@ def hook_config(
     ~/.claude/settings.json. Do not combine a PermissionRequest hook with --permission-prompt-tool: both would be
     asked at once and the first answer wins."""
     settings = load_client_settings(env_file, url)
-    entry = hook_entry(settings, agent=_agent_name(agent), http=http)
-    typer.echo(json.dumps({"hooks": {event.value: [{"matcher": "*", "hooks": [entry]}]}}, indent=2))
+    typer.echo(json.dumps(hook_settings(settings, agent=agent_name(agent), event=event, http=http), indent=2))
     if http:
         where = (
             "the MCP token you configured"
@@ -116,21 +120,24 @@ def mcp_config(
     """Print a ready-to-use mcp-servers.json for Claude Code (the HTTP one holds the MCP token: keep it private)."""
     if agent is not None and use_stdio:
         raise ConfigError("--agent needs the HTTP configuration")
-    _agent_name(agent)
+    name = agent_name(agent)
     settings = load_client_settings(env_file, url)
     tokens, _ = load_tokens(settings)
+    server = mcp_server(settings, tokens.mcp, agent=name, use_stdio=use_stdio)
+    typer.echo(json.dumps({"mcpServers": {SERVER_NAME: server}}, indent=2))
+
+
+def mcp_server(settings: ClientSettings, token: str, *, agent: str | None, use_stdio: bool) -> dict[str, Any]:
+    """This server's entry in Claude Code's `mcpServers`: HTTP with the MCP token in its header, or the stdio bridge."""
     timeout_ms = int((settings.approval_timeout_seconds + MCP_MARGIN_SECONDS) * 1000)
-    server: dict[str, Any]
     if use_stdio:
         command, *args = own_command("stdio", "--url", settings.url)
         env = {"APPROVAL_DATA_DIR": str(settings.approval_data_dir.resolve())}
         if settings.approval_mcp_token is not None:
-            env[TOKEN_VARIABLE] = tokens.mcp
-        server = {"type": "stdio", "command": command, "args": args, "env": env, "timeout": timeout_ms}
-    else:
-        headers = {"Authorization": f"Bearer {tokens.mcp}"}
-        if agent is not None:
-            # Claude Code fills in ${PWD} from its own environment: the directory it was started in.
-            headers |= {"X-Agent-Name": agent, "X-Agent-Cwd": "${PWD}"}
-        server = {"type": "http", "url": f"{settings.url}/mcp", "headers": headers, "timeout": timeout_ms}
-    typer.echo(json.dumps({"mcpServers": {SERVER_NAME: server}}, indent=2))
+            env[TOKEN_VARIABLE] = token
+        return {"type": "stdio", "command": command, "args": args, "env": env, "timeout": timeout_ms}
+    headers = {"Authorization": f"Bearer {token}"}
+    if agent is not None:
+        # Claude Code fills in ${PWD} from its own environment: the directory it was started in.
+        headers |= {"X-Agent-Name": agent, "X-Agent-Cwd": "${PWD}"}
+    return {"type": "http", "url": f"{settings.url}/mcp", "headers": headers, "timeout": timeout_ms}

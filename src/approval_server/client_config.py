@@ -100,12 +100,10 @@ def _line(key: str, value: str) -> str:
     return f'{key}="{escaped}"\n'
 
 
-def write_client_file(values: dict[str, str], header: str) -> Path:
-    """Replace the user's client file with `values` (mode 0600, in a folder of mode 0700), all at once."""
-    path = client_file()
-    text = f"# {header}\n" + "".join(_line(key, value) for key, value in values.items())
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text` (mode 0600, in a folder of mode 0700 if it has to be made), all at once."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{CLIENT_FILE}.{os.getpid()}")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
     temporary.unlink(missing_ok=True)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
@@ -115,7 +113,24 @@ def write_client_file(values: dict[str, str], header: str) -> Path:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_client_file(values: dict[str, str], header: str) -> Path:
+    """Replace the user's client file with `values` (mode 0600, in a folder of mode 0700), all at once."""
+    path = client_file()
+    write_private(path, f"# {header}\n" + "".join(_line(key, value) for key, value in values.items()))
     return path
+
+
+def remembered_url() -> str | None:
+    """The server URL in the user's client file (what `serve` or `login` recorded), if there is one that only the
+    user could have written (`doctor` says what is wrong with another)."""
+    try:
+        path = readable_client_file()
+    except ConfigError:
+        return None
+    url = dotenv_values(path).get("APPROVAL_URL") if path is not None else None
+    return url.rstrip("/") if url else None
 
 
 def remember_server(settings: Settings) -> str:

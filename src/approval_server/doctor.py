@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from approval_server.client_config import client_file, readable_client_file
+from approval_server import claude_check
+from approval_server.client_config import client_file, readable_client_file, remembered_url
 from approval_server.config import Settings, load_settings
 from approval_server.db_record import DatabaseRecord
 from approval_server.errors import ApprovalServerError, ConfigError
@@ -30,7 +31,9 @@ def _reachable(settings: Settings, env_file: Path) -> str | None:
     return None
 
 
-def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
+def run_checks(
+    env_file: Path, echo: Callable[[str], None], *, url: str | None = None, mcp_config: Path | None = None
+) -> int:
     """Print one line per check; return the number of problems found."""
     problems = 0
 
@@ -102,7 +105,7 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
     finally:
         store.close()
 
-    base = settings.local_url
+    base = url or remembered_url() or settings.local_url  # where `serve` said it listens, --port included
     try:
         with httpx.Client(timeout=3, trust_env=False) as http:
             # With the API token, /healthz also tells the number of waiting requests.
@@ -116,11 +119,9 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
             if mcp_token is not None and mcp.status_code == 401:
                 problem("the server refuses this MCP token: it was started with another APPROVAL_MCP_TOKEN or data dir")
             elif mcp_token is not None:
-                ok("the server accepts the MCP token (approval-server mcp-config prints Claude Code's config)")
+                ok("the server accepts the MCP token (approval-server connect claude-code writes Claude Code's config)")
         else:
-            problem(
-                f"{base}/healthz answered {health.status_code}: is another program using port {settings.server_port}?"
-            )
+            problem(f"{base}/healthz answered {health.status_code}: is another program listening there?")
     except httpx.HTTPError:
         problem(f"no server answers at {base}: start it with  approval-server serve")
 
@@ -144,6 +145,7 @@ def run_checks(env_file: Path, echo: Callable[[str], None]) -> int:
             ok(f"client settings {client} (used by the hook and the CLI; only you can write it)")
     except ConfigError as exc:
         problem(str(exc))
+    claude_check.run_checks(mcp_config, ok=ok, problem=problem, note=note)
     if shutil.which("claude") is None:
         note("the claude CLI is not on PATH (npm install -g @anthropic-ai/claude-code)")
     echo("All checks passed." if not problems else f"{problems} problem(s) to fix.")
