@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from approval_server.config import Settings
 from tests.browser import DOC_IMAGES
+from tests.reference_docs import cli, configuration
 from tests.support import REPO
 
 SETTINGS = [name.upper() for name in Settings.model_fields]
@@ -42,3 +44,9 @@ def test_every_picture_in_the_docs_is_made_by_a_browser_test() -> None:
     shown = {Path(link).name for text in texts for link in re.findall(r"(?:\]\(|src=\")([^)\"]+\.png)", text)}
     assert shown == set(DOC_IMAGES)
     assert {image.name for image in (REPO / "docs" / "images").iterdir()} == set(DOC_IMAGES)
+
+
+@pytest.mark.parametrize(("page", "make"), [("configuration.md", configuration), ("cli.md", cli)])
+def test_the_reference_pages_are_made_from_the_code(page: str, make: Callable[[], str]) -> None:
+    """Run scripts/reference-docs after changing a setting or a command."""
+    assert (REPO / "docs" / page).read_text() == make()
