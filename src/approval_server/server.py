@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import socket
@@ -29,6 +30,7 @@ from approval_server.dashboard import Dashboard
 from approval_server.db_record import DatabaseRecord
 from approval_server.db_watch import DatabaseWatch
 from approval_server.decision import describe_duration
+from approval_server.errors import ConfigError
 from approval_server.events import EventHub
 from approval_server.fair_share import Limits
 from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
@@ -83,12 +85,60 @@ def configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to `host` and `port` (each address `host` names, as uvicorn would bind them), before anything
+    is printed: a port in use is one line saying so (a `ConfigError`), never a banner followed by uvicorn's error."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"SERVER_HOST={host} is not an address of this machine ({exc.strerror}).") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # one socket per family, as asyncio binds them
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            why = f"port {port} is in use by another program: stop it, or choose another port (--port or SERVER_PORT)"
+        elif exc.errno == errno.EACCES:
+            why = f"port {port} needs privileges: choose one above 1023 (--port or SERVER_PORT)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why = f"{host} is not an address of this machine (--host or SERVER_HOST)"
+        else:
+            why = exc.strerror or str(exc)
+        raise ConfigError(f"Cannot listen on {where}: {why}.") from None
+    return sockets
+
+
 def serve(settings: Settings, env_file: Path | None = None) -> None:
     """Start the server and block until it stops. Raises `ConfigError` / `StoreError` before serving."""
     whatsapp_settings = settings.whatsapp
     policy_path = settings.policy_path
     rules = load_rules(policy_path) if policy_path else RuleSet.default()
     configure_logging(settings.approval_log_level)
+    sockets = listen(settings.server_host, settings.server_port)
+    try:
+        _serve_on(sockets, settings, env_file, whatsapp_settings, policy_path, rules)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _serve_on(
+    sockets: list[socket.socket],
+    settings: Settings,
+    env_file: Path | None,
+    whatsapp_settings: WhatsAppSettings | None,
+    policy_path: Path | None,
+    rules: RuleSet,
+) -> None:
     tokens, created = load_tokens(settings)
     store = Store(settings.store_url, replica=new_request_id() if settings.shares_database else None)
     record = DatabaseRecord(settings.approval_data_dir)
@@ -172,4 +222,4 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
     # collection, and collect less often, so that a thousand waiting requests cost next to no CPU (benchmarks/).
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
-    _Server(config, broker).run()
+    _Server(config, broker).run(sockets)
