@@ -15,9 +15,9 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project --no-editable
 
-# Then the project itself, as a regular (non-editable) package, so /src is not needed at run time. README.md is
-# the package's long description (pyproject.toml), which the build needs.
-COPY README.md ./
+# Then the project itself, as a regular (non-editable) package, so /src is not needed at run time. README.md (the
+# package's long description) and LICENSE are named in pyproject.toml, which the build needs.
+COPY README.md LICENSE ./
 COPY src ./src
 RUN uv sync --frozen --no-dev --no-editable
 

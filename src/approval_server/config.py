@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import phonenumbers
 import sqlalchemy as sa
@@ -13,23 +15,52 @@ from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from approval_server.errors import ConfigError
+from approval_server.setting_names import misspelt_in_environment, misspelt_in_files
 
 DEFAULT_POLICY_FILE = "policy.toml"
 _ALL_INTERFACES = ("0.0.0.0", "::", "")  # noqa: S104 (recognised, not bound)
 
 
+EXAMPLE_PHONE = "+14155552671"
+_LENGTH_PROBLEMS = {
+    phonenumbers.ValidationResult.TOO_SHORT: "too short",
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "too short (its area code may be missing)",
+    phonenumbers.ValidationResult.TOO_LONG: "too long",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "not of a length in use",
+}
+
+
 def _e164(number: str) -> str:
-    """`+1 (415) 555-0123` or `whatsapp:+14155550123` → `+14155550123`; anything else is a `ValueError`."""
-    text = number.strip().removeprefix("whatsapp:")
+    """`+1 (415) 555-2671` or `whatsapp:+14155552671` → `+14155552671`; anything else is a `ValueError` that says
+    what is wrong: not in the international form, the wrong length, or well-formed but no valid number."""
+    shown = number.strip()
     try:
-        parsed = phonenumbers.parse(text, None)
+        parsed = phonenumbers.parse(shown.removeprefix("whatsapp:"), None)
     except phonenumbers.NumberParseException:
-        parsed = None
-    if parsed is None or not phonenumbers.is_valid_number(parsed):
         raise ValueError(
-            f"{number.strip()!r} is not a valid phone number (use the international form, e.g. +14155550123)"
-        )
+            f"{shown!r} is not a phone number in the international form (+, the country code, then the number, "
+            f"e.g. {EXAMPLE_PHONE})"
+        ) from None
+    code = parsed.country_code or 0  # set by every parse that succeeds
+    country = f"+{code} ({phonenumbers.region_code_for_country_code(code)})"
+    length = _LENGTH_PROBLEMS.get(phonenumbers.is_possible_number_with_reason(parsed))
+    if length is not None:
+        raise ValueError(f"{shown!r} is not a valid phone number: {length} for {country}")
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"{shown!r} is well-formed but not a valid number for its country, {country}: check it")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _base_url(text: str) -> str:
+    """PUBLIC_URL as given when it has no path, query or fragment; else a `ValueError` giving the URL to set."""
+    parts = urlsplit(text.strip())
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        raise ValueError(
+            f"{text.strip()} has a path: PUBLIC_URL is the base URL that reaches this server (the server adds "
+            f"/twilio-webhook and the other paths itself). Set PUBLIC_URL={base}"
+        )
+    return text
 
 
 def _store_url(text: str) -> str:
@@ -125,6 +156,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _public_base_url(cls, value: object) -> object:
+        return _base_url(value) if isinstance(value, str) else value
 
     @field_validator("twilio_whatsapp_from")
     @classmethod
@@ -243,22 +279,43 @@ class Settings(BaseSettings):
         return list(dict.fromkeys(hosts))
 
 
+def setting_names(settings_class: type[Settings]) -> frozenset[str]:
+    """Every name a setting of `settings_class` is read by, in capitals, and the client's `APPROVAL_URL` (it may
+    be in the same files: `--env-file`)."""
+    names = {"APPROVAL_URL"}
+    for name, field in settings_class.model_fields.items():
+        names.add(name.upper())
+        if isinstance(field.validation_alias, AliasChoices):
+            names.update(choice.upper() for choice in field.validation_alias.choices if isinstance(choice, str))
+    return frozenset(names)
+
+
 def load_settings(
     env_file: Path | str | tuple[Path, ...] | None = ".env", settings_class: type[Settings] = Settings, **overrides: Any
 ) -> Settings:
     """Read the settings (the server's from `.env` by default; a client's from the files it gives), turning
-    validation errors into one readable `ConfigError`."""
+    validation errors into one readable `ConfigError`. A name in the files that looks like a setting but is none is
+    refused; one in the environment is warned about on stderr (see `setting_names`)."""
+    files = tuple(Path(each) for each in (env_file if isinstance(env_file, tuple) else (env_file,) if env_file else ()))
+    known = setting_names(settings_class)
+    misspelt = misspelt_in_files(files, known)
+    if misspelt:
+        raise ConfigError("\n".join(misspelt))
+    for warning in misspelt_in_environment(os.environ, known):
+        print(f"approval-server: {warning}", file=sys.stderr)
     try:
         return settings_class(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
             name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            if error["type"] == "value_error":  # the project's own words, which quote what they must
+                lines.append(f"  {name}: {error['ctx']['error']}")
+                continue
             # Tokens are secret; a database URL may hold a password (its own message shows it without).
             secret = "TOKEN" in name or "DATABASE_URL" in name or not error["loc"]
             shown = "" if secret else f" (got {error.get('input')!r})"
             lines.append(f"  {name}: {error['msg']}{shown}")
-        files = env_file if isinstance(env_file, tuple) else (env_file,) if env_file else ()
         source = f"{', '.join(map(str, files))} or the environment" if files else "the environment"
         raise ConfigError(
             f"The configuration in {source} is not valid:\n"

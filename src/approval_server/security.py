@@ -15,6 +15,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from approval_server.config import Settings
 from approval_server.errors import ConfigError
 
+# The file each token is kept in (in APPROVAL_DATA_DIR) when it is not set, and the setting that sets it.
+TOKEN_FILES = {
+    "api-token": "approval_api_token",
+    "mcp-token": "approval_mcp_token",
+    "dashboard-token": "approval_dashboard_token",
+}
+
 
 @dataclass(frozen=True)
 class Tokens:
@@ -47,13 +54,11 @@ def load_tokens(settings: Settings) -> tuple[Tokens, list[Path]]:
     created: list[Path] = []
     try:
         settings.approval_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tokens = Tokens(
-            api=_token(settings.approval_api_token, settings.approval_data_dir / "api-token", created),
-            mcp=_token(settings.approval_mcp_token, settings.approval_data_dir / "mcp-token", created),
-            dashboard=_token(
-                settings.approval_dashboard_token, settings.approval_data_dir / "dashboard-token", created
-            ),
+        api, mcp, dashboard = (
+            _token(getattr(settings, setting), settings.approval_data_dir / name, created)
+            for name, setting in TOKEN_FILES.items()
         )
+        tokens = Tokens(api=api, mcp=mcp, dashboard=dashboard)
     except OSError as exc:
         raise ConfigError(
             f"Cannot read or create the token files in APPROVAL_DATA_DIR={settings.approval_data_dir}: "

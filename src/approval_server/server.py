@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import socket
@@ -29,13 +30,15 @@ from approval_server.dashboard import Dashboard
 from approval_server.db_record import DatabaseRecord
 from approval_server.db_watch import DatabaseWatch
 from approval_server.decision import describe_duration
+from approval_server.errors import ConfigError
 from approval_server.events import EventHub
 from approval_server.fair_share import Limits
+from approval_server.logs import configure_logging, hide
 from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
 from approval_server.models import new_request_id
 from approval_server.policy import RulesPolicy
 from approval_server.rules import RuleSet, load_rules
-from approval_server.security import load_tokens
+from approval_server.security import TOKEN_FILES, Tokens, load_tokens
 from approval_server.self_protect import SelfProtection
 from approval_server.store import Store
 from approval_server.twilio_webhook import TwilioWebhook
@@ -73,14 +76,55 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to `host` and `port` (each address `host` names, as uvicorn would bind them), before anything
+    is printed: a port in use is one line saying so (a `ConfigError`), never a banner followed by uvicorn's error."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"SERVER_HOST={host} is not an address of this machine ({exc.strerror}).") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # one socket per family, as asyncio binds them
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            why = f"port {port} is in use by another program: stop it, or choose another port (--port or SERVER_PORT)"
+        elif exc.errno == errno.EACCES:
+            why = f"port {port} needs privileges: choose one above 1023 (--port or SERVER_PORT)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why = f"{host} is not an address of this machine (--host or SERVER_HOST)"
+        else:
+            why = exc.strerror or str(exc)
+        raise ConfigError(f"Cannot listen on {where}: {why}.") from None
+    return sockets
+
+
+def token_lines(settings: Settings, tokens: Tokens, created: list[Path], url: str) -> list[str]:
+    """The banner's lines about the tokens, the dashboard's first: a token's value only when it was created now, with
+    the file it is kept in; otherwise where each is, and how to get the dashboard's login URL."""
+    values = {"api-token": tokens.api, "mcp-token": tokens.mcp, "dashboard-token": tokens.dashboard}
+    new = {path.name: path for path in created}
+    if "dashboard-token" in new:
+        lines = [f"  Dashboard:             {url}/login?token={tokens.dashboard}"]
+    else:
+        lines = [f"  Dashboard:             {url}/   (approval-server dashboard prints its login URL)"]
+    lines += [f"  New {name} (kept in {path}, mode 0600): {values[name]}" for name, path in new.items()]
+    kept = [name for name, setting in TOKEN_FILES.items() if name not in new and getattr(settings, setting) is None]
+    configured = [setting.upper() for setting in TOKEN_FILES.values() if getattr(settings, setting) is not None]
+    where = [f"kept in {settings.approval_data_dir} ({', '.join(kept)})"] if kept else []
+    where += [f"{', '.join(configured)} from the settings"] if configured else []
+    if where:
+        lines.append(f"  Tokens:                {'; '.join(where)}")
+    return lines
 
 
 def serve(settings: Settings, env_file: Path | None = None) -> None:
@@ -89,7 +133,24 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
     policy_path = settings.policy_path
     rules = load_rules(policy_path) if policy_path else RuleSet.default()
     configure_logging(settings.approval_log_level)
+    sockets = listen(settings.server_host, settings.server_port)
+    try:
+        _serve_on(sockets, settings, env_file, whatsapp_settings, policy_path, rules)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _serve_on(
+    sockets: list[socket.socket],
+    settings: Settings,
+    env_file: Path | None,
+    whatsapp_settings: WhatsAppSettings | None,
+    policy_path: Path | None,
+    rules: RuleSet,
+) -> None:
     tokens, created = load_tokens(settings)
+    hide(tokens.api, tokens.mcp, tokens.dashboard, whatsapp_settings.auth_token if whatsapp_settings else None)
     store = Store(settings.store_url, replica=new_request_id() if settings.shares_database else None)
     record = DatabaseRecord(settings.approval_data_dir)
     recorded = record.check(store)
@@ -129,10 +190,11 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
     open_files = raise_open_file_limit()
     guard = ConnectionGuard(max_connections(open_files))
     url = settings.local_url
+    dashboard_line, *token_info = token_lines(settings, tokens, created, url)
     lines = [
         f"approval-server {__version__}",
         f"  MCP (streamable HTTP): {url}/mcp   (legacy SSE: {url}/sse)",
-        f"  Dashboard:             {url}/login?token={tokens.dashboard}",
+        dashboard_line,
         f"  HTTP API:              {url}/api   health: {url}/healthz",
         f"  Claude Code tool:      mcp__{SERVER_NAME}__{TOOL_NAME}",
         f"  Requests expire after: {describe_duration(settings.approval_timeout_seconds)} (then denied)",
@@ -142,14 +204,10 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
         f"  WhatsApp:              {whatsapp_status(whatsapp_settings)}",
         f"  Connections:           at most {guard.max_connections} open (open-file limit {open_files or 'none'}); "
         f"each request must arrive whole within {REQUEST_SECONDS:g} s",
+        *token_info,
+        f"  Client settings:       {remember_server(settings)}",
+        "  Claude Code configuration: approval-server mcp-config (MCP), approval-server hook-config (hooks)",
     ]
-    for path in created:
-        token = {"api-token": tokens.api, "mcp-token": tokens.mcp}.get(path.name, tokens.dashboard)
-        lines.append(f"  New {path.name} (kept in {path}, mode 0600): {token}")
-    if not created:
-        lines.append(f"  Tokens: from the environment or {settings.approval_data_dir} (approval-server mcp-config)")
-    lines.append(f"  Client settings:       {remember_server(settings)}")
-    lines.append("  Claude Code configuration: approval-server mcp-config (MCP), approval-server hook-config (hooks)")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
     config = uvicorn.Config(
@@ -157,6 +215,7 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
         host=settings.server_host,
         port=settings.server_port,
         log_level=settings.approval_log_level,
+        log_config=None,  # configured by `logs.configure_logging`, secrets redacted
         lifespan="on",
         timeout_graceful_shutdown=5,
         server_header=False,
@@ -172,4 +231,4 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
     # collection, and collect less often, so that a thousand waiting requests cost next to no CPU (benchmarks/).
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
-    _Server(config, broker).run()
+    _Server(config, broker).run(sockets)
