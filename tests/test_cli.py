@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from approval_server import __version__
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.store import Store
 from tests.databases import POSTGRESQL
@@ -76,8 +77,8 @@ def test_dash_h_and_version_work_everywhere(tmp_path: Path) -> None:
         assert "Usage: approval-server" in result.stdout, args
     version = cli("--version", cwd=tmp_path)
     assert version.returncode == 0, version.stderr
-    assert version.stdout == cli("version", cwd=tmp_path).stdout
-    assert version.stdout.startswith("approval-server ")
+    assert version.stdout == f"approval-server {__version__}\n"
+    assert cli("version", cwd=tmp_path).stdout.startswith(version.stdout.rstrip() + " (MCP tool: ")
 
 
 def test_commands_explain_a_stopped_server(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        version()
+        typer.echo(f"approval-server {__version__}")
         raise typer.Exit()
 
 
