@@ -49,12 +49,12 @@ def _default(field: Any) -> str:
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     if "shown_default" in extra:  # a default that depends on the machine, in words
         return str(extra["shown_default"])
-    if field.default is PydanticUndefined or field.default is None:
-        return "" if field.default_factory is None else "generated"
-    if isinstance(field.default, bool):
-        return f"`{str(field.default).lower()}`"
-    if isinstance(field.default, str) and not field.default:
-        return ""
+    if field.default_factory is not None:
+        return "none" if field.default_factory() == [] else "generated"
+    if field.default is PydanticUndefined or field.default is None or field.default == "":
+        return "unset"
+    if isinstance(field.default, float):
+        return f"`{field.default:g}`"
     value = field.default if isinstance(field.default, str) else json.dumps(field.default)
     return f"`{value}`"
 

@@ -68,7 +68,7 @@ def test_a_public_url_with_a_path_is_refused_with_the_url_to_set(tmp_path: Path)
         "approval-server: The configuration in .env or the environment is not valid:\n"
         "  PUBLIC_URL: https://x.ngrok.app/twilio-webhook has a path: PUBLIC_URL is the base URL that reaches this "
         "server (the server adds /twilio-webhook and the other paths itself). Set PUBLIC_URL=https://x.ngrok.app\n"
-        "Fix these values (see .env.example and the README) and start again.\n"
+        "Fix these values (see .env.example and docs/configuration.md) and start again.\n"
     )
 
 
@@ -94,7 +94,7 @@ def test_a_phone_number_says_what_is_wrong_with_it(tmp_path: Path, numbers: str,
     assert stderr == (
         "approval-server: The configuration in .env or the environment is not valid:\n"
         f"  APPROVAL_PHONE: {said}\n"
-        "Fix these values (see .env.example and the README) and start again.\n"
+        "Fix these values (see .env.example and docs/configuration.md) and start again.\n"
     )
 
 

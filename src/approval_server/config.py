@@ -114,43 +114,91 @@ class WhatsAppSettings:
 class Settings(BaseSettings):
     """Every setting, by the name it has in the environment and in `.env` (case does not matter)."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # Each setting's docstring is its description in docs/configuration.md (made by `scripts/reference-docs`).
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", use_attribute_docstrings=True
+    )
 
     server_port: int = Field(default=8000, ge=1, le=65535)
+    """Port for MCP, the API, the dashboard and webhooks (`serve --port` too)."""
     server_host: str = "127.0.0.1"
+    """Address to bind; `0.0.0.0` exposes the server to other machines (`serve --host` too)."""
     public_url: HttpUrl | None = None
+    """Public base URL, with no path (ngrok, Tailscale, a proxy): Twilio's webhooks and request links use it, and its
+    host is accepted in `Host` headers."""
     approval_timeout_seconds: float = Field(default=300.0, gt=0, le=86400)
-    approval_data_dir: Path = Field(default_factory=_default_data_dir)
-    # DATABASE_URL, or its older name APPROVAL_DATABASE_URL; unset: SQLite in the data directory.
-    database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("database_url", "approval_database_url")
+    """How long a request waits for a human before it is denied as expired."""
+    approval_data_dir: Path = Field(
+        default_factory=_default_data_dir, json_schema_extra={"shown_default": "`~/.local/share/approval-server`"}
     )
+    """The SQLite database and the generated tokens (created with mode 0700)."""
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("database_url", "approval_database_url"),
+        json_schema_extra={"shown_default": "SQLite in the data directory"},
+    )
+    """The audit trail's database: `postgresql://user:password@host:port/database` (or `postgres://…`), or
+    `sqlite:////path/to/approval.db`; `APPROVAL_DATABASE_URL` is an older name for it."""
     approval_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
-    # Fair share (see `fair_share`): requests one agent, and all the agents of one token, may have waiting at once.
+    """PostgreSQL only: a replica that has not renewed its lease for this long (on the database's clock) is taken as
+    dead, and its pending requests are closed as `abandoned` by another."""
     approval_max_pending_per_agent: int = Field(default=20, ge=1, le=10_000)
+    """How many requests one agent may have waiting for a human at once (by its name; unnamed, by its hook session;
+    neither, by its token); past it, a request is denied at once, saying so (see `fair_share`)."""
     approval_max_pending_per_token: int = Field(default=100, ge=1, le=100_000)
-    approval_api_token: SecretStr | None = Field(default=None, min_length=16)
-    approval_mcp_token: SecretStr | None = Field(default=None, min_length=16)
-    approval_dashboard_token: SecretStr | None = Field(default=None, min_length=16)
+    """How many requests may wait at once under one token (MCP or API), whatever agent names they give; at least
+    `APPROVAL_MAX_PENDING_PER_AGENT`."""
+    approval_api_token: SecretStr | None = Field(
+        default=None, min_length=16, json_schema_extra={"shown_default": "generated"}
+    )
+    """Bearer token for `/api` (16+ characters)."""
+    approval_mcp_token: SecretStr | None = Field(
+        default=None, min_length=16, json_schema_extra={"shown_default": "generated"}
+    )
+    """Bearer token for `/mcp`, `/sse` and `/api/hook` (16+ characters)."""
+    approval_dashboard_token: SecretStr | None = Field(
+        default=None, min_length=16, json_schema_extra={"shown_default": "generated"}
+    )
+    """Token of the dashboard's login URL (16+ characters); it also keys sessions and request links. With PostgreSQL
+    the three tokens must be set, the same on every replica."""
     approval_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # The proxies whose X-Forwarded-For / -Proto are believed (uvicorn's setting); unset: none, the peer is the client.
+    """Extra `Host` header values to accept, comma-separated."""
     forwarded_allow_ips: str | None = None
+    """Addresses of reverse proxies (comma-separated, or `*`) whose `X-Forwarded-For` and `X-Forwarded-Proto` are
+    believed; unset, the connection's own address is the client's."""
     approval_wrong_tokens_per_minute: int = Field(default=5, ge=1, le=10_000)
+    """Wrong dashboard login tokens and forged request links accepted from one client address a minute; past it,
+    `429`."""
     approval_log_level: Literal["debug", "info", "warning", "error"] = "info"
-    policy_file: Path | None = None
+    """`debug`, `info`, `warning` or `error`; the HTTP libraries log at `warning` unless `debug`."""
+    policy_file: Path | None = Field(default=None, json_schema_extra={"shown_default": "`policy.toml` if it exists"})
+    """The rules file: what runs without a human, what never runs (see `policy.example.toml`); without one, reads
+    inside the agent's working directory run and everything else asks."""
 
     twilio_account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")
+    """Your Twilio account SID (`AC…`); WhatsApp is on when this, the auth token, the sender and the approvers are
+    set."""
     twilio_auth_token: SecretStr | None = None
+    """The account's auth token (it signs Twilio's webhooks; an API key secret cannot check them)."""
     twilio_whatsapp_from: str | None = None
+    """The WhatsApp sender, e.g. `whatsapp:+14155238886` (the sandbox)."""
     twilio_content_sid: str | None = Field(default=None, pattern=r"^HX[0-9a-fA-F]{32}$")
-    twilio_api_base_url: HttpUrl | None = None
+    """The Content API template with the Approve / Deny buttons (`HX…`, made by `setup whatsapp` or
+    `setup-template`); without it, or when Twilio refuses it, plain text with reply instructions."""
+    twilio_api_base_url: HttpUrl | None = Field(default=None, json_schema_extra={"shown_default": "Twilio's own"})
+    """Send Twilio API calls to another host: a fake Twilio in tests or load tests."""
     approval_phone: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Requests sent to one approver a minute, past which one message says how many more wait (see `outbox`).
+    """The approvers' WhatsApp numbers, international form, comma-separated: only they are asked and only they
+    count."""
     approval_whatsapp_per_minute: int = Field(default=6, ge=1, le=1000)
-    # How long a request's message must have been the last thing an approver got for a reply with no id to count.
+    """Requests sent to one approver a minute; past it, requests are held back (they still wait) and one message says
+    how many, with the dashboard's link."""
     approval_whatsapp_quiet_seconds: float = Field(default=15.0, ge=0, le=600)
-    # The longest one call to a channel's service (Twilio) may take, all included; past it, that send has failed.
+    """A reply with no request id (`yes`, `no`) counts only when the only waiting request's message has been the last
+    one the approver got for this long."""
     approval_send_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """The longest one call to Twilio may take, all included; past it, that message has failed, and when every
+    approver's has, the request is denied at once. Sends never hold up an answer."""
 
     @field_validator("database_url", "twilio_account_sid", "twilio_content_sid", "twilio_whatsapp_from", mode="before")
     @classmethod
@@ -320,5 +368,5 @@ def load_settings(
         raise ConfigError(
             f"The configuration in {source} is not valid:\n"
             + "\n".join(lines)
-            + "\nFix these values (see .env.example and the README) and start again."
+            + "\nFix these values (see .env.example and docs/configuration.md) and start again."
         ) from None
