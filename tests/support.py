@@ -100,6 +100,8 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
+        self.process.kill()  # never left running behind the failure
+        self.process.wait()
         raise RuntimeError(f"server did not start within {timeout} s:\n{self.log()}")
 
     def _limit_open_files(self) -> None:
