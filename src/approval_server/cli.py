@@ -20,6 +20,7 @@ from approval_server.errors import ApprovalServerError, BadRequest, ConfigError
 from approval_server.models import OUTCOME_WORDS, Status
 from approval_server.reveal import escape
 from approval_server.security import load_tokens
+from approval_server.setup_whatsapp import setup_app
 
 app = typer.Typer(
     help="Approve or deny, from your phone or a terminal, each sensitive action an AI coding agent wants to take.",
@@ -32,6 +33,7 @@ db_app = typer.Typer(
     help="The database: see where its schema stands, migrate it, or begin a new one on purpose.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+app.add_typer(setup_app, name="setup")
 
 EnvFile = Annotated[Path, typer.Option("--env-file", help="The server's .env file to read settings from.")]
 ENV_DEFAULT = Path(".env")
