@@ -4,7 +4,10 @@ The fake serves, on one 127.0.0.1 port from a background thread, the parts of Tw
 REST API the WhatsApp channel uses, in Twilio's wire format, so the real ``twilio``
 client can be pointed at it:
 
+* ``GET /2010-04-01/Accounts/{AccountSid}.json`` (the account itself)
 * ``POST/GET /2010-04-01/Accounts/{AccountSid}/Messages.json`` and ``GET …/Messages/{Sid}.json``
+* ``GET /v2/Channels/Senders?Channel=whatsapp`` (messaging.twilio.com: the account's WhatsApp senders; the
+  shared Sandbox number is not one of them, as on Twilio)
 * ``POST/GET /v1/Content``, ``GET/DELETE /v1/Content/{HX…}``,
   ``POST /v1/Content/{HX…}/ApprovalRequests/whatsapp``, ``GET /v1/Content/{HX…}/ApprovalRequests``,
   ``GET /v1/ContentAndApprovals``
@@ -22,6 +25,7 @@ Pointing the real client at it (what the product does with ``TWILIO_API_BASE_URL
         client = Client(fake.account_sid, fake.auth_token)
         client.api.base_url = fake.base_url       # Messages (api.twilio.com)
         client.content.base_url = fake.base_url   # Content API (content.twilio.com)
+        client.messaging.base_url = fake.base_url # Senders API (messaging.twilio.com)
         # or simply: client = fake.client()
         m = client.messages.create(from_=fake.sender, to="whatsapp:+15551234567", body="hi")
         assert fake.sent[0].sid == m.sid
@@ -77,11 +81,13 @@ Failure injection::
     fake.fail_sends(20429, http_status=429, times=None)  # every create -> 429 / 20429
     fake.refuse_freeform(63016)                        # sends without ContentSid fail
     fake.refuse_templates(63021)                       # sends with ContentSid fail
+    fake.refuse_content("HX…", 21655)                  # sends with that one ContentSid fail
     fake.fail_delivery(to="+15551234567", error_code=63015)  # accepted (201), then callback "failed"
     fake.fail_sends(20500, http_status=500)            # Twilio's own failure
     fake.hang_sends(60, to="+15551234567")             # creates answered only after 60 s (``fake.hung`` lists them)
     fake.clear_failures()                              # also lets the creates held by hang_sends go at once
     fake.refuse_connections()                          # stop listening, port kept: connections are refused
+    fake.set_sender_status(fake.sender, "OFFLINE")     # how the Senders API lists a sender
     fake.accept_connections()                          # listen again on the same port
 
 ``FakeTwilio(enforce_session_window=True)`` models WhatsApp's 24-hour window: a free-form send
@@ -141,6 +147,7 @@ __all__ = [
     "DEFAULT_AUTH_TOKEN",
     "DEFAULT_SENDER",
     "ERROR_MESSAGES",
+    "SANDBOX_SENDER",
     "ContentTemplate",
     "FailureRule",
     "FakeTwilio",
@@ -160,7 +167,8 @@ __all__ = [
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "f4ce" * 8
 DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
-DEFAULT_SENDER = "whatsapp:+14155238886"
+DEFAULT_SENDER = "whatsapp:+14155238886"  # Twilio's shared WhatsApp Sandbox number
+SANDBOX_SENDER = DEFAULT_SENDER
 MAX_BODY = 1600
 MAX_QUICK_REPLIES = 10
 MAX_BUTTON_TITLE = 20
@@ -217,6 +225,7 @@ _HTTP_STATUS: dict[int, int] = {20003: 401, 20004: 405, 20404: 404, 20429: 429}
 
 _SID_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_ACCOUNT = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)\.json$")
 _MESSAGES = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Messages\.json$")
 _MESSAGE = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Messages/(?P<sid>[^/]+)\.json$")
 _CONTENT = re.compile(r"^/v1/Content/(?P<sid>[^/]+)$")
@@ -580,11 +589,15 @@ class FailureRule:
     kind: FailureKind = "any"
     times: int | None = None
     """How many more sends this rule fails (``None``: no limit)."""
+    content_sid: str | None = None
+    """Only sends of this content template (``None``: any send)."""
 
-    def matches(self, to: str, is_template: bool) -> bool:
+    def matches(self, to: str, is_template: bool, content_sid: str | None = None) -> bool:
         if self.times is not None and self.times <= 0:
             return False
         if self.to is not None and _bare(self.to) != _bare(to):
+            return False
+        if self.content_sid is not None and self.content_sid != content_sid:
             return False
         return self.kind == "any" or (self.kind == "template") == is_template
 
@@ -756,6 +769,12 @@ class FakeTwilio:
         self.session_window = session_window
         self.webhook_timeout = webhook_timeout
         self.channel_install_sid = _new_sid("XE")
+        # The account as ``GET /2010-04-01/Accounts/{sid}.json`` shows it.
+        self.account_name = "My first Twilio account"
+        self.account_status = "active"
+        self.account_type = "Full"
+        self._sender_sids: dict[str, str] = {}
+        self._sender_status: dict[str, str] = {}
         self.public_webhook_url: str | None = None
         self._routes: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -811,6 +830,7 @@ class FakeTwilio:
         client = Client(self.account_sid, self.auth_token, http_client=http_client, environment={"_": ""})
         client.api.base_url = self.base_url
         client.content.base_url = self.base_url
+        client.messaging.base_url = self.base_url
         return client
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -956,6 +976,11 @@ class FakeTwilio:
             template.approval["status"] = status
             template.approval["rejection_reason"] = rejection_reason
 
+    def set_sender_status(self, sender: str, status: str) -> None:
+        """How the Senders API lists ``sender`` (``ONLINE`` by default; e.g. ``OFFLINE``, ``PENDING_VERIFICATION``)."""
+        with self._lock:
+            self._sender_status[_whatsapp(_bare(sender))] = status
+
     def open_session(self, number: str) -> None:
         """Record an inbound message from ``number`` now (opens the 24-hour window)."""
         with self._lock:
@@ -976,6 +1001,7 @@ class FakeTwilio:
         times: int | None = None,
         to: str | None = None,
         kind: FailureKind = "any",
+        content_sid: str | None = None,
     ) -> FailureRule:
         """Make matching creates fail synchronously (``times=None``: until cleared)."""
         rule = FailureRule(
@@ -985,6 +1011,7 @@ class FakeTwilio:
             to=to,
             kind=kind,
             times=times,
+            content_sid=content_sid,
         )
         with self._lock:
             self._failures.append(rule)
@@ -1011,6 +1038,10 @@ class FakeTwilio:
         if asynchronous:
             return self.fail_delivery(error_code=code, kind="template")
         return self.fail_sends(code, http_status=http_status, kind="template")
+
+    def refuse_content(self, content_sid: str, code: int = 21655, *, http_status: int | None = None) -> FailureRule:
+        """Sends of the template ``content_sid`` fail with ``code`` (e.g. 21655, 21656, 63021, 63027); others go."""
+        return self.fail_sends(code, http_status=http_status, kind="template", content_sid=content_sid)
 
     def fail_delivery(
         self,
@@ -1511,6 +1542,8 @@ class FakeTwilio:
         base = str(request.base_url).rstrip("/")
         Handler = Callable[[Mapping[str, str]], Response]
         routes: list[tuple[re.Pattern[str] | str, dict[str, Handler]]] = [
+            (_ACCOUNT, {"GET": lambda m: self._fetch_account(m["account"], path)}),
+            ("/v2/Channels/Senders", {"GET": lambda m: self._list_senders(request, base)}),
             (
                 _MESSAGES,
                 {
@@ -1550,6 +1583,52 @@ class FakeTwilio:
                 raise _TwilioError(20004)
             return handler(match)
         raise _TwilioError(20404, path=path)
+
+    # -- Account and senders -----------------------------------------------------------
+
+    def _fetch_account(self, account: str, path: str) -> Response:
+        self._check_account(account, path)
+        created = _rfc2822(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
+        base = f"/{API_VERSION}/Accounts/{account}"
+        return JSONResponse(
+            {
+                "auth_token": self.auth_token,
+                "date_created": created,
+                "date_updated": created,
+                "friendly_name": self.account_name,
+                "owner_account_sid": account,
+                "sid": account,
+                "status": self.account_status,
+                "subresource_uris": {"messages": f"{base}/Messages.json"},
+                "type": self.account_type,
+                "uri": f"{base}.json",
+            }
+        )
+
+    def _list_senders(self, request: Request, base: str) -> Response:
+        channel = request.query_params.get("Channel")
+        if not channel:
+            raise _TwilioError(CONTENT_VALIDATION_CODE, message="Missing required parameter Channel")
+        with self._lock:
+            records = []
+            for sender in self.senders or []:
+                if sender == SANDBOX_SENDER or _channel(sender) != channel.lower():
+                    continue
+                sid = self._sender_sids.setdefault(sender, _new_sid("XE"))
+                records.append(
+                    {
+                        "sid": sid,
+                        "status": self._sender_status.get(sender, "ONLINE"),
+                        "sender_id": sender,
+                        "configuration": {"waba_id": "1234567890", "verification_method": "sms"},
+                        "webhook": {"callback_url": None, "callback_method": "POST"},
+                        "profile": {"name": "Approval server"},
+                        "properties": {"quality_rating": "HIGH", "messaging_limit": "1K"},
+                        "offline_reasons": None,
+                        "url": f"{base}/v2/Channels/Senders/{sid}",
+                    }
+                )
+        return self._page(request, base, "senders", records)
 
     # -- Messages --------------------------------------------------------------------
 
@@ -1594,7 +1673,7 @@ class FakeTwilio:
                 raise _TwilioError(21609)
         is_template = content_sid is not None
         with self._lock:
-            rule = next((r for r in self._failures if r.matches(to, is_template)), None)
+            rule = next((r for r in self._failures if r.matches(to, is_template, content_sid)), None)
             if rule is not None and rule.times is not None:
                 rule.times -= 1
             in_session = self._in_session(to)

@@ -3,7 +3,7 @@ a local fake Twilio and signed webhooks.
 
 A reply names its request (an id, or the message it answers); a bare "yes" counts only when the conversation leaves
 no doubt; an id that names no open request never answers another; past a few requests a minute, one message says
-how many more wait.
+how many more wait. A template Twilio refuses is sent as text; an approver never sent a request is not told of it.
 """
 
 from __future__ import annotations
@@ -189,6 +189,9 @@ async def test_a_reply_to_a_message_answers_that_messages_request_and_no_other(
         "APPROVE {typo}",
         "no {prefix}",
         "DENY 7kq2m9xa",  # an id, well formed, of no request
+        "deny {short}.",  # one character short, then a full stop
+        "APPROVE *{short}*",  # in WhatsApp's bold
+        "DENY `{typo}` too risky",  # in WhatsApp's monospace
     ],
 )
 async def test_an_id_that_names_no_request_never_answers_another(
@@ -211,6 +214,69 @@ async def test_an_id_that_names_no_request_never_answers_another(
     assert "there is no request" in refusal
     assert f"Waiting: {request_id}." in refusal
     assert f"Reply APPROVE {request_id} or DENY {request_id}" in refusal
+
+
+async def test_an_id_copied_with_punctuation_answers_its_request(
+    start_whatsapp: Callable[..., ServerProcess], fake: FakeTwilio
+) -> None:
+    """Two requests wait, so nothing but the id can say which: `APPROVE <id>.` names it as `APPROVE <id>` does."""
+    server = start_whatsapp(APPROVAL_WHATSAPP_QUIET_SECONDS="0")
+    async with server.mcp() as mcp, server.api() as api:
+        calls = {}
+        rows = {}
+        for command in ("make test", "make deploy"):
+            calls[command] = asyncio.create_task(mcp.call_tool_mcp(TOOL, bash(command)))
+            rows[command] = await wait_for_pending(api, {"input": {"command": command}})
+            await asked(fake, ALICE, rows[command]["id"])
+        await fake.send_inbound(from_=ALICE, body=f"APPROVE {rows['make deploy']['id']}.")
+        await wait_for_status(api, rows["make deploy"]["id"], "allowed", within=10)
+        assert await status_of(api, rows["make test"]["id"]) == "pending"
+        for call in calls.values():
+            call.cancel()
+
+
+@pytest.mark.parametrize(("code", "http_status"), [(21655, 400), (20500, 500)])
+async def test_a_template_twilio_refuses_sends_the_request_as_text_and_it_waits(
+    start_whatsapp: Callable[..., ServerProcess], fake: FakeTwilio, code: int, http_status: int
+) -> None:
+    """A stale content SID (21655), or any other refusal of the template: each approver gets the request as plain
+    text, it waits for them, and their typed answer decides it. Nothing else is sent about it before."""
+    template = make_template(fake)
+    fake.refuse_content(template, code, http_status=http_status)
+    server = start_whatsapp(TWILIO_CONTENT_SID=template)
+    async with server.mcp() as mcp, server.api() as api:
+        call = asyncio.create_task(mcp.call_tool_mcp(TOOL, bash("git push")))
+        pending = await wait_for_pending(api)
+        to_alice = await asked(fake, ALICE, pending["id"])
+        to_bob = await asked(fake, BOB, pending["id"])
+        await asyncio.sleep(1)
+        assert await status_of(api, pending["id"]) == "pending"
+        assert {m.sid for m in fake.sent} == {to_alice.sid, to_bob.sid}
+        await fake.send_inbound(from_=ALICE, body=f"APPROVE {pending['id']}")
+        answer = json.loads((await call).content[0].text)
+    assert answer["behavior"] == "allow"
+    assert (to_alice.content_sid, to_bob.content_sid) == (None, None)
+    assert f"Reply APPROVE {pending['id']} or DENY {pending['id']}" in text_of(to_alice)
+    refused = [r for r in fake.requests if r.params.get("ContentSid") == template]
+    assert len(refused) == 2
+    assert {r.status_code for r in refused} == {http_status}
+
+
+async def test_an_approver_no_message_reached_is_never_told_how_the_request_ended(
+    start_whatsapp: Callable[..., ServerProcess], fake: FakeTwilio
+) -> None:
+    """Twilio accepts the request's message to each approver, then reports it failed (63015: not in the Sandbox): the
+    request is denied, and no phone hears about a request it never showed."""
+    fake.fail_delivery(to=ALICE, error_code=63015, times=1)
+    fake.fail_delivery(to=BOB, error_code=63015, times=1)
+    server = start_whatsapp()
+    async with server.mcp() as mcp:
+        result = await asyncio.wait_for(mcp.call_tool_mcp(TOOL, bash("rm -rf build")), timeout=20)
+    answer = json.loads(result.content[0].text)
+    assert answer["behavior"] == "deny"
+    assert "No approval channel could reach anyone" in answer["message"]
+    await asyncio.sleep(1)  # a notice would be on its way by now
+    assert [m.history[-1] for m in fake.sent] == ["failed", "failed"]
 
 
 async def test_past_a_few_a_minute_one_message_says_how_many_more_wait(

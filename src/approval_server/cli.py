@@ -15,6 +15,7 @@ import typer
 from approval_server import __version__, agent_setup, cli_agent, cli_requests, connect
 from approval_server.config import Settings, load_settings
 from approval_server.errors import ApprovalServerError, ConfigError
+from approval_server.setup_whatsapp import setup_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -117,6 +118,7 @@ db_app = typer.Typer(
     help="The database: see where its schema stands, migrate it, or begin a new one on purpose.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+app.add_typer(setup_app, name="setup")
 
 
 @db_app.command("upgrade")

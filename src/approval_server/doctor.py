@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from approval_server import claude_check
+from approval_server import claude_check, twilio_checks
 from approval_server.client_config import client_file, readable_client_file, remembered_url
 from approval_server.config import Settings, load_settings
 from approval_server.db_record import DatabaseRecord
@@ -125,16 +125,7 @@ def run_checks(
     except httpx.HTTPError:
         problem(f"no server answers at {base}: start it with  approval-server serve")
 
-    try:
-        whatsapp = settings.whatsapp
-    except ConfigError as exc:
-        problem(str(exc))
-        whatsapp = None
-    if whatsapp is not None:
-        buttons = "with Approve / Deny buttons" if whatsapp.content_sid else "as plain text (run setup-template)"
-        ok(f"WhatsApp: {len(whatsapp.approvers)} approver(s), {buttons}; Twilio must call {whatsapp.webhook_url}")
-    elif settings.public_url is None:
-        note("WhatsApp is off and PUBLIC_URL is not set: fine for local use")
+    twilio_checks.report(settings, ok, problem, note)  # the WhatsApp settings, checked live against Twilio
     if settings.server_host not in ("127.0.0.1", "localhost", "::1"):
         note(f"the server binds {settings.server_host}: other machines can reach it (tokens still required)")
     try:  # where the hook and the approver's commands find the server (never ./.env)

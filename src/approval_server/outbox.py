@@ -131,11 +131,12 @@ class Outbox:
         return await self._store.transaction(lambda c: int(c.execute(query).scalar_one()))
 
     async def recipients(self, request_id: str) -> set[str]:
-        """The approvers who were sent the request (not held back)."""
-        query = sa.select(approver_sends.c.recipient).where(
-            approver_sends.c.request_id == request_id,
-            approver_sends.c.channel == self._channel,
-            approver_sends.c.held.is_(False),
+        """The approvers who were sent a message about the request that did not fail: never one it was held back
+        from, nor one every send to whom failed, who never saw it."""
+        query = sa.select(outbound_messages.c.recipient).where(
+            outbound_messages.c.request_id == request_id,
+            outbound_messages.c.channel == self._channel,
+            outbound_messages.c.status.not_in(("failed", "undelivered")),
         )
         return await self._store.transaction(lambda c: set(c.execute(query).scalars()))
 

@@ -1,24 +1,28 @@
 """`approval-server setup-template`: create the WhatsApp template with Approve / Deny buttons, once.
 
-Reads `template_config.json` (the Content API's own create body), reuses a template of the same
-`friendly_name` if the account has one already (so running it twice creates nothing new), and writes its
-SID into `.env` as `TWILIO_CONTENT_SID` without touching the other lines.
+Reads `template_config.json` (the Content API's own create body: the one in the current directory, else the one that
+comes with the package), reuses a template of the same `friendly_name` if the account has one already (so running it
+twice creates nothing new), and writes its SID into `.env` as `TWILIO_CONTENT_SID` without touching the other lines.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from dotenv import set_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 from twilio.rest.content.v1.content import ContentList
 
 from approval_server.config import Settings
-from approval_server.errors import ApprovalServerError, ConfigError
+from approval_server.errors import ConfigError
+from approval_server.twilio_checks import talking, twilio_client
+
+TEMPLATE_FILE = "template_config.json"
+PACKAGED_TEMPLATE = Path(__file__).with_name(TEMPLATE_FILE)
 
 
 class _Action(BaseModel):
@@ -52,11 +56,22 @@ class TemplateConfig(BaseModel):
     types: _Types
 
 
+def template_path(given: Path | None) -> Path:
+    """The template definition to read: `given`, unless it is None or the default name and missing; then the current
+    directory's `template_config.json`, else the one that comes with the package."""
+    default = Path(TEMPLATE_FILE)
+    if given is None or (given == default and not given.exists()):
+        return default if default.exists() else PACKAGED_TEMPLATE
+    return given
+
+
 def read_config(path: Path) -> TemplateConfig:
     try:
         return TemplateConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist; the repository ships one to start from") from None
+        raise ConfigError(
+            f"{path} does not exist (leave out --config to use the one that comes with the package)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
     except ValidationError as exc:
@@ -86,21 +101,36 @@ def content_create_request(config: TemplateConfig) -> Any:
     )
 
 
+def create_or_reuse(client: Client, config: TemplateConfig) -> tuple[str, bool]:
+    """The SID of the account's template named `config.friendly_name`, made now if there is none; and whether it
+    was. Raises `TwilioProblem`."""
+    with talking(client, "list the account's content templates"):
+        existing = [c.sid for c in client.content.v1.contents.list() if c.friendly_name == config.friendly_name]
+    if existing:
+        return str(existing[0]), False
+    with talking(client, f"create the content template {config.friendly_name}"):
+        return str(client.content.v1.contents.create(content_create_request(config)).sid), True
+
+
+def write_env(env_file: Path, values: dict[str, str]) -> None:
+    """Set `values` in `env_file`, leaving its other lines as they are; a new file is readable by its owner only (it
+    holds secrets)."""
+    try:
+        if not env_file.exists():
+            os.close(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        for key, value in values.items():
+            set_key(str(env_file), key, value, quote_mode="never")
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {env_file}: {exc.strerror or exc}") from None
+
+
 def set_up_template(settings: Settings, config_path: Path, env_file: Path) -> tuple[str, bool]:
     """Create (or find) the template and record its SID in `env_file`; returns (sid, created)."""
     if not (settings.twilio_account_sid and settings.twilio_auth_token):
         raise ConfigError("Set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (in .env) before setting up the template.")
-    config = read_config(config_path)
-    client = Client(settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value())
-    if settings.twilio_api_base_url:
-        client.content.base_url = str(settings.twilio_api_base_url).rstrip("/")
-    try:
-        existing = [c for c in client.content.v1.contents.list() if c.friendly_name == config.friendly_name]
-        if existing:
-            sid, created = existing[0].sid, False
-        else:
-            sid, created = client.content.v1.contents.create(content_create_request(config)).sid, True
-    except TwilioRestException as exc:
-        raise ApprovalServerError(f"Twilio refused: {exc.msg} (error {exc.code})") from None
-    set_key(str(env_file), "TWILIO_CONTENT_SID", sid, quote_mode="never")
+    config = read_config(template_path(config_path))
+    base_url = str(settings.twilio_api_base_url) if settings.twilio_api_base_url else None
+    client = twilio_client(settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value(), base_url)
+    sid, created = create_or_reuse(client, config)
+    write_env(env_file, {"TWILIO_CONTENT_SID": sid})
     return sid, created

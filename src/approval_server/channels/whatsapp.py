@@ -14,6 +14,10 @@ dashboard's link. A request held back counts as reaching its approver only if th
 this server reached them: when Twilio fails or hangs, a burst past the limit is denied with the rest, not left to
 expire. Notices are recorded too, so that what an approver was sent last is known (see `whatsapp_replies`).
 
+A request whose template Twilio refuses, for any reason, is sent as plain text, with the same words and the replies to
+type; only when that fails too has the approver not been reached. An approver who was never sent a request (every send
+to them failed) is not told how it ended either.
+
 Every message about a request names the agent and its working directory (`where`), each value in monospace on one
 line, so that a command from /srv/prod never looks like one from /tmp/sandbox. A request too long to read on the phone
 (`too_long_for_the_phone`) is not shown, only described: it is approved only at its link, and a WhatsApp answer that
@@ -31,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
@@ -60,8 +64,6 @@ NAME_LIMIT = 160
 # A newline in a name or a directory, shown so that it cannot start a line that looks like a label ("Command:").
 NEWLINE = "⟨U+000A⟩"
 FAILED = {"failed", "undelivered"}
-# Twilio refused the template itself: send the same request as plain text instead.
-TEMPLATE_REFUSED = {63016, 63021, 63024, 63027, 21656, 20404}
 
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 # The message saying how many requests were held back from an approver waits this long for the rest of the burst.
@@ -268,10 +270,9 @@ class WhatsAppChannel(Channel):
                 return await self._send_for(
                     request_id, approver, content_sid=self._content_sid, content_variables=variables
                 )
-            except TwilioRestException as exc:
-                if exc.code not in TEMPLATE_REFUSED:
-                    raise
-                logger.warning("Twilio refused the template (%s); sending plain text instead", exc.code)
+            except TwilioException as exc:  # whatever the reason (21655, 63016, …): the same request, as plain text
+                code = getattr(exc, "code", None)
+                logger.warning("Twilio refused template %s (error %s); sending plain text", self._content_sid, code)
         how = (
             f"Reply APPROVE {request_id} or DENY {request_id}, or ALWAYS {request_id} to allow the same again for "
             f"this session."

@@ -8,8 +8,9 @@ message is the last thing they were sent, nothing they were shown closed since, 
 approver's time to see what arrived.) Anything else is refused with the waiting ids and how to answer.
 
 An id never falls back to another request: a word that names no request but looks like an attempt at one (it holds
-a digit, or is close to or the start of an id the approver could have copied) is refused as a mistyped id; only a
-plain word starts a reason (`DENY database is prod`).
+a digit, or is close to or the start of an id the approver could have copied) is refused as a mistyped id, with the
+waiting ids; only a plain word starts a reason (`DENY database is prod`) or is a duration (`ALLOW 30m`). An id is read
+without the punctuation or WhatsApp markup typed or copied around it (`DENY 7kq2m9xa.`, `*7kq2m9xa*`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from approval_server.store import Store
 
 _ANSWER = re.compile(r"^\s*(approve|allow|yes|always|deny|no)(?:\s+(\S.*?))?\s*$", re.IGNORECASE | re.DOTALL)
 _ID_LIKE = re.compile(r"[a-z0-9]{3,12}")
+_AROUND_AN_ID = "`*_~.,;:!?'\"()[]{}<>#"  # WhatsApp's markup and punctuation, typed or copied around an id
 HOW_TO_ANSWER = (
     "To answer, tap a button or reply APPROVE <id>, DENY <id> (then a reason, if you like), ALWAYS <id> (allow the "
     "same again for the agent's session) or ALLOW <id> 30m (allow the same for 30 minutes)."
@@ -85,11 +87,12 @@ class ReplyBinder:
         chat: Conversation | None = None
         typed: str | None = None
         text = " ".join(word for word in (reply.first, reply.rest) if word) or None
-        if reply.first and await self._store.get(reply.first.lower()) is not None:
-            typed, text = reply.first.lower(), reply.rest
+        word = reply.first.strip(_AROUND_AN_ID).lower() if reply.first else ""
+        if word and await self._store.get(word) is not None:
+            typed, text = word, reply.rest
         elif reply.first and not (reply.decision == "allow" and _is_remember(reply.first)):
             chat = await self._outbox.conversation(reply.sender)
-            if await self._mistyped_id(reply.first.lower(), reply.sender, chat):
+            if await self._mistyped_id(word, reply.sender, chat):
                 return self._refusal(f"there is no request {reply.first}", chat, _how(reply.verb, None))
         remember: Remember | None = None
         if reply.verb == "always":
