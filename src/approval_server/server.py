@@ -206,7 +206,7 @@ def _serve_on(
         f"each request must arrive whole within {REQUEST_SECONDS:g} s",
         *token_info,
         f"  Client settings:       {remember_server(settings)}",
-        "  Claude Code configuration: approval-server mcp-config (MCP), approval-server hook-config (hooks)",
+        "  Claude Code:           approval-server connect claude-code (writes its MCP config and hook settings)",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
 
