@@ -113,6 +113,10 @@ async def test_the_quick_start_and_connect_sections_run_as_written(
     assert set(rest) == set(NOT_RUN)
 
     # Started as written, on a port of the test's own: the README says --port is remembered by every command.
+    # The first run installs; a port is only taken once the server starts, so it is chosen then (a port chosen
+    # before a long install may be another test's by the time the server binds it).
+    installed = await asyncio.to_thread(run, f"{first} --help", clone, env)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
     port, log = free_port(), tmp_path / "serve.log"
     output = log.open("w")
     server = await asyncio.to_thread(
