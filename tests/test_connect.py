@@ -139,8 +139,8 @@ def test_a_server_started_with_port_is_found_by_the_other_commands(tmp_path: Pat
         listed = cli("requests", home=server.home, cwd=anywhere)
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout == "No requests.\n"
-        # The owner's doctor, with the server's data directory and database, but not its --port.
-        owner = {key: server.environment()[key] for key in ("APPROVAL_DATA_DIR", "DATABASE_URL")}
+        # The owner's doctor, with the server's data directory (its SQLite database), but not its --port.
+        owner = {"APPROVAL_DATA_DIR": server.environment()["APPROVAL_DATA_DIR"]}
         doctor = cli("doctor", home=server.home, cwd=anywhere, **owner)
         assert f"ok    server is running at {server.url}" in doctor.stdout, doctor.stdout
         assert doctor.returncode == 0, doctor.stdout
@@ -195,7 +195,7 @@ def test_doctor_reports_what_claude_code_would_meet(tmp_path: Path, database_url
     unset `APPROVAL_MCP_TOKEN` (the repository's mcp-servers.json), one that is not JSON, one with a wrong token."""
     with quick_start(tmp_path / "data", database_url) as server:
         home, cwd = server.home, tmp_path / "anywhere"
-        owner = {key: server.environment()[key] for key in ("APPROVAL_DATA_DIR", "DATABASE_URL")}
+        owner = {"APPROVAL_DATA_DIR": server.environment()["APPROVAL_DATA_DIR"]}
 
         def doctor(*args: str) -> subprocess.CompletedProcess[str]:
             return cli("doctor", *args, home=home, cwd=cwd, **owner)
