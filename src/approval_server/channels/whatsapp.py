@@ -193,6 +193,7 @@ class WhatsAppChannel(Channel):
         self.outbox = Outbox(store, self.name)
         self._background: set[asyncio.Task[None]] = set()
         self._last_ask: dict[str, asyncio.Future[str | None]] = {}  # approver → the last request sent to them
+        self._claiming: dict[str, asyncio.Lock] = {}  # approver → held while a request takes its turn with them
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
         results = await asyncio.gather(*(self._offer(approver, request) for approver in self.approvers))
@@ -205,22 +206,28 @@ class WhatsAppChannel(Channel):
         """Send the request to one approver, unless the rate limit holds it back; returns why it failed, or None.
         A request held back still waits: the approver is told how many wait, and answers on the dashboard."""
         limit = self._settings.per_minute
-        try:
-            turn = await self.outbox.claim(request.id, approver, _now(), limit)
-        except StoreError as exc:
-            logger.warning("could not take request %s's turn with %s: %s", request.id, approver, exc)
-            return f"{approver}: {exc}"
-        if not turn.held:
-            asking = asyncio.ensure_future(self._ask(approver, request))
-            self._last_ask[approver] = asking
+        # One approver's turns are taken here one at a time, each send registered before the next turn: a request
+        # held back then always finds the send before it in `_last_ask`.
+        asking: asyncio.Future[str | None] | None = None
+        async with self._claiming.setdefault(approver, asyncio.Lock()):
+            try:
+                turn = await self.outbox.claim(request.id, approver, _now(), limit)
+            except StoreError as exc:
+                logger.warning("could not take request %s's turn with %s: %s", request.id, approver, exc)
+                return f"{approver}: {exc}"
+            if not turn.held:
+                asking = self._last_ask[approver] = asyncio.ensure_future(self._ask(approver, request))
+        if asking is not None:
             return await asking
         logger.info("request %s held back from %s (more than %d a minute)", request.id, approver, limit)
         if turn.summarise:  # once the burst has arrived, so that the count says how many it held back
             task = asyncio.create_task(self._summarise(approver, limit))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        last = self._last_ask.get(approver)
-        failed = await asyncio.shield(last) if last is not None else None
+        failed = None
+        if (last := self._last_ask.get(approver)) is not None:
+            await asyncio.wait({last})  # its outcome, whatever it is, without taking on its cancellation
+            failed = last.result() if not last.cancelled() and last.exception() is None else None
         return f"{failed}, and this request was held back by the rate limit" if failed else None
 
     async def _summarise(self, approver: str, limit: int) -> None:
