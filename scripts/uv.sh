@@ -10,3 +10,9 @@ else
     || python3 -m pip install --quiet uv
   UV=(python3 -m uv)
 fi
+# The uv program itself on PATH as well (pip --user puts it in a folder PATH may lack): the tests run it by name.
+if ! command -v uv >/dev/null 2>&1; then
+  PATH="$(dirname "$(python3 -c 'import uv; print(uv.find_uv_bin())')"):$PATH"
+  export PATH
+  UV=(uv)
+fi

@@ -5,6 +5,7 @@ API, and a request approved as a newcomer would approve it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -14,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -118,7 +120,23 @@ async def test_the_quick_start_and_connect_sections_run_as_written(
     installed = await asyncio.to_thread(run, f"{first} --help", clone, env)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     port, log = free_port(), tmp_path / "serve.log"
-    output = log.open("w")
+    with log.open("w") as output:
+        await run_newcomer(first, connect, clone, env, port, log, output, tmp_path, work_dir, fake_anthropic)
+
+
+async def run_newcomer(
+    first: str,
+    connect: str,
+    clone: Path,
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    output: IO[str],
+    tmp_path: Path,
+    work_dir: Path,
+    fake_anthropic: MakeFake,
+) -> None:
+    """The server as the README starts it, then the connect section's commands, then the server stopped."""
     server = await asyncio.to_thread(
         subprocess.Popen,
         f"{first} --port {port}",
@@ -176,10 +194,10 @@ async def test_the_quick_start_and_connect_sections_run_as_written(
         doctor = await asyncio.to_thread(run, connect_command.replace("connect claude-code", "doctor"), clone, env)
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     finally:
-        os.killpg(server.pid, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):  # unless it stopped by itself
+            os.killpg(server.pid, signal.SIGINT)
         try:
             server.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-        output.close()

@@ -61,6 +61,22 @@ def locked(database_url: str) -> Iterator[None]:
             writer.close()
 
 
+async def sends_recorded(database_url: str, request_id: str, count: int, within: float = 15) -> None:
+    """Wait until the server has recorded `count` messages sent for the request (to its approvers)."""
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    query = sa.text("SELECT count(*) FROM outbound_messages WHERE request_id = :id").bindparams(id=request_id)
+    deadline = time.monotonic() + within
+    try:
+        while True:
+            with engine.connect() as connection:
+                if connection.execute(query).scalar_one() >= count:
+                    return
+            assert time.monotonic() < deadline, f"fewer than {count} sends recorded for {request_id}"
+            await asyncio.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
 def one_connection(token: str, server: ServerProcess) -> httpx.AsyncClient:
     """A client that keeps one connection open and uses it for every request."""
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
@@ -116,6 +132,7 @@ async def test_a_database_error_is_a_json_503_and_the_connection_serves_the_next
     async with server.mcp() as mcp, one_connection(API_TOKEN, server) as api, signed_in(server) as dashboard:
         call = asyncio.create_task(mcp.call_tool_mcp(TOOL, {"tool_name": "Bash", "input": {"command": "make"}}))
         pending = await wait_for_pending(api)
+        await sends_recorded(database_url, pending["id"], 2)  # the lock below must not fall on the sends
         ports = []  # each read at once: once the client is done with a connection, its socket is gone
         form = {"csrf": await page_csrf(dashboard, f"/requests/{pending['id']}"), "decision": "allow"}
         decision = f"/api/requests/{pending['id']}/decision"
