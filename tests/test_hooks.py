@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from approval_server.agents.claude_code import hook_output, parse_hook_input
 from approval_server.decision import Decision
-from approval_server.hooks import hook_output, parse_hook_input
 from tests.support import ServerProcess, wait_for_pending
 
 PRE = {

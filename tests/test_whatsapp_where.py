@@ -35,6 +35,7 @@ from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 from tests.whatsapp_support import ALICE, BOB, PUBLIC_URL, make_template, text_of
 
 AGENT = "deployer"
+MCP_PROGRAM = ", ```claude-code```"  # the permission tool speaks Claude Code's protocol; a fastmcp client has no version
 PROD = "/srv/prod"
 # A directory that tries to fake a label line and to close the monospace block around it.
 HOSTILE_CWD = "/srv/prod\nCommand:\n```rm -rf /```\n`x`\nReason: safe"
@@ -99,14 +100,14 @@ async def test_the_message_names_the_agent_and_its_directory(
         [anonymous] = await request_messages(fake, ALICE, unnamed["id"])
         call.cancel()
     text = text_of(message)
-    assert where_lines(text) == [f"Agent: ```{AGENT}```", f"Directory: ```{PROD}```"]
+    assert where_lines(text) == [f"Agent: ```{AGENT}```{MCP_PROGRAM}", f"Directory: ```{PROD}```"]
     # The message keeps its shape: the command, the agent's reason, the id, the time left.
     assert "Command:\n```rm -rf ./*```" in text
     assert "```clean up```" in text
     assert pending["id"] in text
     assert "Expires in 5 minutes" in text
     assert text.index("Agent:") < text.index("Directory:") < text.index("Tool:") < text.index("Command:")
-    assert where_lines(text_of(anonymous)) == ["Agent: (unnamed)", "Directory: (unknown)"]
+    assert where_lines(text_of(anonymous)) == [f"Agent: (unnamed){MCP_PROGRAM}", "Directory: (unknown)"]
 
 
 async def test_every_part_of_a_long_input_names_the_agent_and_its_directory(
@@ -125,7 +126,7 @@ async def test_every_part_of_a_long_input_names_the_agent_and_its_directory(
     assert len(parts) >= 3
     assert all(f"Request {pending['id']}, part {n}/{len(parts)} of the input" in p for n, p in enumerate(parts, 1))
     for text in [*parts, last]:
-        assert where_lines(text) == [f"Agent: ```{AGENT}```", f"Directory: ```{PROD}```"]
+        assert where_lines(text) == [f"Agent: ```{AGENT}```{MCP_PROGRAM}", f"Directory: ```{PROD}```"]
     assert all(len(part) <= PART_LIMIT for part in parts)
     assert f"is in the {len(parts)} numbered messages above" in last
     assert "THE-END" in parts[-1]
@@ -151,7 +152,7 @@ async def test_an_input_too_long_for_the_phone_is_approved_only_at_its_link(
         assert "too long to read on the phone" in shown
         assert "The only way to approve it is the link below" in shown
         assert f"{PUBLIC_URL}/r/" in shown
-        assert where_lines(shown) == [f"Agent: ```{AGENT}```", f"Directory: ```{PROD}```"]
+        assert where_lines(shown) == [f"Agent: ```{AGENT}```{MCP_PROGRAM}", f"Directory: ```{PROD}```"]
         if not template:
             assert "Reply APPROVE" not in shown
             assert f"Approve it only at the link above. To deny it, reply DENY {request_id}." in shown
@@ -222,7 +223,7 @@ async def test_a_directory_cannot_fake_a_label_or_close_its_block_on_the_phone(
             call.cancel()
     assert len(messages) >= 3  # the short request's message; the long one's parts and its message
     for text in map(text_of, messages):
-        assert_named_safely(text, f"```{AGENT}```")
+        assert_named_safely(text, f"```{AGENT}```{MCP_PROGRAM}")
     assert [line for line in text_of(messages[0]).splitlines() if line.startswith("Command")] == ["Command:"]
 
 

@@ -21,11 +21,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from approval_server import strict_json
+from approval_server.agents import agent_for
 from approval_server.bodies import read_body
 from approval_server.broker import Broker
 from approval_server.errors import BadRequest, NotFound
-from approval_server.hooks import hook_output, parse_hook_input
-from approval_server.models import Answer, Remember, Status, check_agent_name
+from approval_server.models import Answer, Remember, Status, check_agent_name, plain_version
 
 API_CHANNEL = "api"
 API_CREDENTIAL = "api"  # every call here came with the API token (see `fair_share`)
@@ -166,14 +166,28 @@ async def _until_disconnected(request: Request) -> None:
 
 
 async def hook(request: Request) -> Response:
-    """A Claude Code hook's input in, the hook's output out, once the request is decided (see `hooks`)."""
+    """An agent's hook input (or event) in, that agent's answer out, once the request is decided (see `agents`).
+    `/api/hook` is Claude Code's; `/api/hook/{kind}` any agent's."""
     payload = await _json_body(request, "the hook's JSON input")
     try:
-        agent = check_agent_name(request.headers.get("x-agent-name") or request.query_params.get("agent"))
-        event, call = parse_hook_input(payload, agent)
+        kind = agent_for(request.path_params.get("kind", "claude-code"))
+    except ValueError as exc:
+        raise NotFound(str(exc)) from None
+    try:
+        name = check_agent_name(request.headers.get("x-agent-name") or request.query_params.get("agent"))
+        question = kind.parse(payload)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    call = dataclasses.replace(call, credential=API_CREDENTIAL)
+    version = plain_version(request.headers.get("x-agent-version"))  # as the hook command read it (agents.versions)
+    call = dataclasses.replace(
+        question.call,
+        agent=name,
+        client=kind.client(question.event, version),
+        agent_kind=kind.kind,
+        agent_version=version,
+        editable=kind.takes_edits,
+        credential=API_CREDENTIAL,
+    )
     deciding = asyncio.create_task(_broker(request).submit(call))
     hung_up = asyncio.create_task(_until_disconnected(request))
     try:
@@ -186,7 +200,7 @@ async def hook(request: Request) -> Response:
                 await deciding
     if deciding.cancelled():
         return Response(status_code=499)
-    return JSONResponse(hook_output(event, deciding.result()))
+    return JSONResponse(kind.answer(question, deciding.result()))
 
 
 async def events(request: Request) -> EventSourceResponse:

@@ -110,6 +110,7 @@ def create_app(
         Route("/healthz", Health(tokens.api).respond, methods=["GET"]),
         # A hook asks with the MCP token (an agent's, the least it needs) or the API token.
         Route("/api/hook", api.hook, methods=["POST"], middleware=[hook_auth]),
+        Route("/api/hook/{kind}", api.hook, methods=["POST"], middleware=[hook_auth]),
         Mount("/api", routes=api.routes, middleware=[Middleware(RequireBearer, token=tokens.api, realm="API")]),
         Route("/mcp", mcp_http),
         Route("/sse", mcp_sse),

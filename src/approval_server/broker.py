@@ -33,6 +33,7 @@ from approval_server.decision import (
     describe_duration,
     internal_error,
     not_recorded,
+    refuse_uneditable,
     store_failed,
     unrecordable,
 )
@@ -260,6 +261,8 @@ class Broker:
                 f"request {request_id} was {closing.describe()} and its agent told so, but the database has not "
                 "taken that yet; the agent is no longer waiting, so this answer changed nothing"
             )
+        if answer.updated_input is not None:  # only for an agent that runs what was edited
+            refuse_uneditable(self.opened(request_id) or await self.store.get(request_id), answer.updated_input)
         waiter = self._waiters.get(request_id)
         if waiter is not None and not waiter.done():
             return await self.apply_here(request_id, answer)

@@ -1,4 +1,4 @@
-"""The commands that act for an agent or set up a client: `hook` (Claude Code's command hook), `stdio` (an MCP
+"""The commands that act for an agent or set up a client: `hook` (an agent's command hook), `stdio` (an MCP
 bridge Claude Code spawns) and `login` (remember a server elsewhere). They find the server in `client.env`, never
 in the directory they run in (client_config.py)."""
 
@@ -42,16 +42,25 @@ def login(
 
 
 def hook(
+    kind: Annotated[
+        str, typer.Argument(help="The agent whose hook this is: claude-code, codex, gemini, copilot, cursor, ….")
+    ] = "claude-code",
     agent: Annotated[str | None, typer.Option(help="Name this agent (as X-Agent-Name does for MCP).")] = None,
     url: Url = None,
     env_file: ClientEnvFile = None,
 ) -> None:
-    """For Claude Code's hooks (PermissionRequest, PreToolUse): read the hook's input on stdin, ask the running
-    server (with the MCP token), print the hook's answer. If no answer can be had, it prints a deny saying why.
-    `approval-server hook-config` prints the settings that run it."""
+    """For an agent's permission hook: read the hook's input on stdin, ask the running server (with the MCP token),
+    print the agent's answer. If no answer can be had, it denies in the way that agent blocks (its deny, or exit 2
+    with the reason). `approval-server connect <agent>` writes the settings that run it."""
     from approval_server import strict_json
-    from approval_server.hooks import failure_output
+    from approval_server.agents import agent_for
+    from approval_server.agents.versions import running_version
 
+    try:
+        adapter = agent_for(kind)
+    except ValueError as exc:
+        typer.echo(f"approval-server hook: {exc}", err=True)
+        raise typer.Exit(2) from None
     text = sys.stdin.read()
     try:
         payload, malformed = strict_json.loads(text), None
@@ -61,7 +70,6 @@ def hook(
     with contextlib.suppress(ValueError, RecursionError):
         lenient = json.loads(text)  # only to learn which event to answer
         event = lenient.get("hook_event_name") if isinstance(lenient, dict) else None
-    known = event if event in ("PreToolUse", "PermissionRequest") else None
     try:
         if malformed is not None:
             raise BadRequest(malformed)
@@ -69,14 +77,15 @@ def hook(
         tokens, _ = load_tokens(settings)
         # Wait as long as a request can: the server answers at its expiry at the latest.
         with ApiClient(settings.url, tokens.mcp, timeout=settings.approval_timeout_seconds + 30) as api:
-            output = api.hook(payload, agent)
-    except Exception as exc:  # any failure is a deny (or exit 2, which blocks): exit 1 would let the call run
+            output = api.hook(payload, agent, kind, running_version(adapter.packages))
+    except Exception as exc:  # any failure is a deny: exit 1, no output or garbage would let the call run
         why = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        denial = failure_output(known, why)
-        if denial is None:
-            typer.echo(f"approval-server hook: {why}", err=True)
-            raise typer.Exit(2) from None
-        output = denial
+        failure = adapter.failure(event if isinstance(event, str) else None, why)
+        if failure.stdout is not None:
+            typer.echo(json.dumps(failure.stdout, ensure_ascii=False))
+        if failure.stderr:
+            typer.echo(failure.stderr, err=True)
+        raise typer.Exit(failure.code) from None
     typer.echo(json.dumps(output, ensure_ascii=False))
 
 

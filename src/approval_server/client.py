@@ -70,9 +70,9 @@ class ApiClient:
         result: dict[str, Any] = self._call("POST", f"/api/grants/{grant_id}/revoke", json={"actor": actor})
         return result
 
-    def hook(self, payload: Any, agent: str | None) -> dict[str, Any]:
-        headers = {"X-Agent-Name": agent} if agent else {}
-        result: dict[str, Any] = self._call("POST", "/api/hook", json=payload, headers=headers)
+    def hook(self, payload: Any, agent: str | None, kind: str, version: str | None = None) -> dict[str, Any]:
+        headers = ({"X-Agent-Name": agent} if agent else {}) | ({"X-Agent-Version": version} if version else {})
+        result: dict[str, Any] = self._call("POST", f"/api/hook/{kind}", json=payload, headers=headers)
         return result
 
     def accepts_token(self, for_hooks: bool) -> bool:

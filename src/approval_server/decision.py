@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from approval_server.errors import BadRequest
 from approval_server.grants import pattern_for
 from approval_server.models import ApprovalRequest, JSONObject, Status
 
@@ -124,3 +125,13 @@ def store_failed(request_id: str) -> Decision:
         f"approval-server's database failed while it handled approval request {request_id}, so the action was denied "
         "for safety. Nobody approved it; tell the user and do not retry it unattended."
     )
+
+
+def refuse_uneditable(request: ApprovalRequest | None, edited: JSONObject) -> None:
+    """Raise `BadRequest` for an edited input to a request whose agent would run the original instead (see
+    `agents`): an approver's edit must be what runs, or nothing."""
+    if request is not None and not request.editable and edited != request.input:
+        raise BadRequest(
+            f"request {request.id}'s agent cannot run an edited input: allow or deny it as shown, or deny it and "
+            "tell the agent what to run instead"
+        )

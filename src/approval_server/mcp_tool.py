@@ -24,10 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
 from approval_server import strict_json
+from approval_server.agents.claude_code import failure_output, hook_output, parse_hook_input
 from approval_server.broker import Broker
 from approval_server.decision import Decision, internal_error
-from approval_server.hooks import failure_output, hook_output, parse_hook_input
-from approval_server.models import ToolCall, check_agent_name
+from approval_server.models import ToolCall, check_agent_name, plain_version
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +89,16 @@ def _agent() -> tuple[str | None, str | None]:
     return name or None, cwd or None
 
 
-def _client_name(context: Context) -> str | None:
+def _client_info(context: Context) -> tuple[str | None, str | None]:
+    """The MCP client's name and version as it introduced itself ("claude-code 2.1.328"), and Claude Code's version
+    when it is Claude Code."""
     meta = context.request_context.meta if context.request_context else None
     info = (meta or {}).get("io.modelcontextprotocol/clientInfo")
-    if isinstance(info, dict) and isinstance(info.get("name"), str):
-        return f"{info['name']} {info.get('version', '')}".strip()
-    return None
+    if not isinstance(info, dict) or not isinstance(info.get("name"), str):
+        return None, None
+    version = info.get("version") if isinstance(info.get("version"), str) else None
+    own = plain_version(version) if info["name"] == "claude-code" else None
+    return f"{info['name']} {version or ''}".strip(), own
 
 
 def _parse(arguments: dict[str, Any]) -> PermissionArguments | str:
@@ -127,15 +131,18 @@ class PermissionTool(Tool):
         except ValueError as exc:
             logger.warning("permission request denied: %s", exc)
             return _text_result(Decision.deny(f"The MCP configuration is not valid ({exc}), so it was denied."))
+        client, version = _client_info(context)
         call = ToolCall(
             tool_name=parsed.tool_name,
             input=parsed.input,
             tool_use_id=parsed.tool_use_id,
             extra=dict(parsed.model_extra or {}),
-            client=_client_name(context),
+            client=client,
             agent=agent,
             cwd=cwd,
             credential=MCP_CREDENTIAL,
+            agent_kind="claude-code",  # the permission tool's protocol is Claude Code's
+            agent_version=version,
         )
         return _text_result(await _decide(self.broker, context, call))
 

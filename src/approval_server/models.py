@@ -26,6 +26,15 @@ def check_agent_name(name: str | None) -> str | None:
     return name or None
 
 
+# An agent's version as its hook or MCP client reported it: shown, never trusted, so only a short plain word is kept.
+AGENT_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}$")
+
+
+def plain_version(version: str | None) -> str | None:
+    """`version` if it is a short plain word, else None."""
+    return version if version and AGENT_VERSION.match(version) else None
+
+
 GrantKind = Literal["session", "timed"]
 MAX_REMEMBER = timedelta(hours=24)
 _DURATION = re.compile(r"^(\d{1,4})\s*(m|min|mins|minutes?|h|hr|hrs|hours?)$", re.IGNORECASE)
@@ -57,6 +66,9 @@ class ToolCall:
     session: str | None = None  # one per Claude Code process: the MCP session, or the hook's session_id
     cwd: str | None = None  # the agent's working directory, when it is known
     credential: str | None = None  # the token the caller showed: "mcp" or "api" (None: called in-process)
+    agent_kind: str | None = None  # which coding agent asks: "claude-code", "codex", … (see `agents`)
+    agent_version: str | None = None  # its version, as read where it runs: shown, never trusted
+    editable: bool = True  # whether the agent runs an input the approver edited
 
 
 # What became of an answer, in words (the `outcome` of its row in the audit trail's `answers`).
@@ -133,6 +145,9 @@ class ApprovalRequest:
     reason: str | None = None
     updated_input: JSONObject | None = None
     remembered: GrantKind | None = None  # the allow also allowed the same again, for the session or a while
+    agent_kind: str | None = None
+    agent_version: str | None = None
+    editable: bool = True
 
     @classmethod
     def open(cls, call: ToolCall, rendered: str, now: datetime, timeout: float) -> ApprovalRequest:
@@ -146,10 +161,18 @@ class ApprovalRequest:
             agent=call.agent,
             session=call.session,
             cwd=call.cwd,
+            agent_kind=call.agent_kind,
+            agent_version=call.agent_version,
+            editable=call.editable,
             rendered=rendered,
             created_at=now,
             expires_at=now + timedelta(seconds=timeout),
         )
+
+    @property
+    def program(self) -> str | None:
+        """The agent's kind and version, as one short name: `codex 0.169.0`."""
+        return " ".join(part for part in (self.agent_kind, self.agent_version) if part) or None
 
     @property
     def effective_input(self) -> JSONObject:
@@ -169,6 +192,9 @@ class ApprovalRequest:
             "agent": self.agent,
             "session": self.session,
             "cwd": self.cwd,
+            "agent_kind": self.agent_kind,
+            "agent_version": self.agent_version,
+            "editable": self.editable,
             "rendered": self.rendered,
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat(),

@@ -50,6 +50,7 @@ __all__ = [
 
 E2E_DIR = Path(__file__).resolve().parent
 CLAUDE_BIN = E2E_DIR / "node_modules" / ".bin" / "claude"
+CLAUDE_VERSION = json.loads((E2E_DIR / "package.json").read_text())["dependencies"]["@anthropic-ai/claude-code"]
 SERVER_NAME = "approval-server"
 DEFAULT_PERMISSION_TOOL = f"mcp__{SERVER_NAME}__permissions__approve"
 RUN_MARKER = "APPROVAL_E2E_RUN_ID"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.connect_support import PERMISSION_TOOL, QuickStartServer, cli, printed_command, quick_start
-from tests.e2e.claude_cli import ClaudeResult, run_claude_async
+from tests.e2e.claude_cli import CLAUDE_VERSION, ClaudeResult, run_claude_async
 from tests.e2e.fake_anthropic import FakeAnthropic, tool_use
 from tests.support import wait_for_pending
 
@@ -62,7 +62,7 @@ async def test_the_printed_headless_command_with_the_written_config_gets_an_appr
     assert marker.read_text() == "ok\n"
     assert fake.tool_result("toolu_c").is_error is False
     assert pending["tool_use_id"] == "toolu_c"  # asked through the permission tool, not the hook
-    assert pending["client"] != "claude-code hook"
+    assert (pending["client"], pending["agent_kind"]) == (f"claude-code {CLAUDE_VERSION}", "claude-code")
 
 
 async def test_the_printed_interactive_command_asks_through_the_written_hook(
@@ -79,5 +79,6 @@ async def test_the_printed_interactive_command_asks_through_the_written_hook(
         pending, result = await approve_through(server, command, fake, tmp_path, work_dir)
     assert result.returncode == 0, result.describe()
     assert marker.read_text() == "ok\n"
-    assert pending["client"] == "claude-code hook"
+    # The hook command read the version from the Claude Code that ran it.
+    assert pending["client"] == f"Claude Code {CLAUDE_VERSION}, PermissionRequest hook"
     assert pending["extra"]["hook_event_name"] == "PermissionRequest"

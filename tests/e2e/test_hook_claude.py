@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.claude_cli import ClaudeResult, run_claude_async, write_mcp_config
+from tests.e2e.claude_cli import CLAUDE_VERSION, ClaudeResult, run_claude_async, write_mcp_config
 from tests.e2e.fake_anthropic import FakeAnthropic, tool_use
 from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 
@@ -78,7 +78,8 @@ async def test_a_hook_asks_the_server_and_approve_runs_the_command(
     assert result.returncode == 0, result.describe()
     assert marker.read_text() == "ok\n"
     assert fake.tool_result("toolu_h").is_error is False
-    assert pending["client"] == "claude-code hook"
+    assert pending["client"] == f"Claude Code {CLAUDE_VERSION}, {event} hook"
+    assert (pending["agent_kind"], pending["editable"]) == ("claude-code", True)
     assert pending["agent"] == "laptop"
     assert pending["cwd"] == str(work_dir)
     assert pending["session"]  # the hook's session_id: one per Claude Code session

@@ -115,7 +115,9 @@ async def test_a_repository_cannot_redirect_the_hook(
     assert result.returncode == 0, result.describe()
     assert not marker.exists()
     assert "not here" in fake.tool_result("toolu_r").content
-    assert (pending["agent"], pending["cwd"], pending["client"]) == ("laptop", str(repo), "claude-code hook")
+    assert (pending["agent"], pending["cwd"], pending["agent_kind"]) == ("laptop", str(repo), "claude-code")
+    assert pending["client"].startswith("Claude Code")
+    assert pending["client"].endswith(" hook")
 
 
 @pytest.mark.parametrize("http", [False, True], ids=["command", "http"])

@@ -98,8 +98,10 @@ def _named(value: str | None, missing: str) -> str:
 
 
 def where(request: ApprovalRequest) -> str:
-    """Who asks and from where, a line each: the agent's name and its working directory, or that they are unknown."""
-    return f"Agent: {_named(request.agent, 'unnamed')}\nDirectory: {_named(request.cwd, 'unknown')}"
+    """Who asks and from where, a line each: the agent's name and program (kind, version, route), and its working
+    directory, or that they are unknown."""
+    program = f", {_one_line(request.program)}" if request.program else ""  # short: a kind and a plain version
+    return f"Agent: {_named(request.agent, 'unnamed')}{program}\nDirectory: {_named(request.cwd, 'unknown')}"
 
 
 def shown_input(request: ApprovalRequest) -> str:
@@ -109,8 +111,8 @@ def shown_input(request: ApprovalRequest) -> str:
 
 def too_long_for_the_phone(request: ApprovalRequest) -> bool:
     """Whether `request` is too long to be read on the phone: its input past `MAX_SHOWN` characters as shown, or its
-    agent's name or directory past `NAME_LIMIT`. WhatsApp then gives only its length and link, and a WhatsApp answer
-    that would allow it is refused: it is approved only at the link, which shows it whole.
+    agent's name or directory past `NAME_LIMIT`. WhatsApp then gives only its length and link, and a
+    WhatsApp answer that would allow it is refused: it is approved only at the link, which shows it whole.
 
     Decided from the request alone, when it is sent and when it is answered, so every replica and a restarted server
     decide the same."""

@@ -1,7 +1,8 @@
-"""Claude Code hooks: a hook's input turned into a tool call, and a decision turned into the hook's output.
+"""Claude Code's hooks: a hook's input turned into a tool call, and a decision turned into the hook's output.
 
 Hooks let interactive sessions use the same approvals: `approval-server hook` (a `command` hook) posts the hook's
-stdin to `/api/hook`. Two events are understood (observed with Claude Code 2.1.328, see the README):
+stdin to `/api/hook` (or an `http` hook does it itself); headless sessions ask the MCP tool (`mcp_tool`). Two
+events are understood (observed with Claude Code 2.1.328, see docs/hooks.md):
 
 - `PermissionRequest` fires only when Claude Code would ask the user; its answer is
   `{"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {"behavior": "allow", …}}}`.
@@ -16,16 +17,20 @@ server's grant answers the repeats.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from approval_server import strict_json
+from approval_server.agents import AgentHook, Failure, Question
 from approval_server.decision import Decision
 from approval_server.models import JSONObject, ToolCall
 
+if TYPE_CHECKING:
+    from approval_server.agents.setup import Plan, Target
+
 HookEvent = Literal["PreToolUse", "PermissionRequest"]
-HOOK_CLIENT = "claude-code hook"
+KIND = "claude-code"
 
 
 class HookInput(BaseModel):
@@ -67,10 +72,11 @@ def parse_hook_input(payload: Any, agent: str | None = None) -> tuple[HookEvent,
         input=hook.tool_input,
         tool_use_id=hook.tool_use_id,
         extra=extra,
-        client=HOOK_CLIENT,
+        client=f"Claude Code, {hook.hook_event_name} hook",
         agent=agent,
         session=hook.session_id,
         cwd=hook.cwd,
+        agent_kind=KIND,
     )
     return hook.hook_event_name, call
 
@@ -95,3 +101,35 @@ def failure_output(event: HookEvent | None, why: str) -> JSONObject | None:
     if event is None:
         return None
     return hook_output(event, Decision.deny(f"approval-server could not decide ({why}), so the action was denied."))
+
+
+class ClaudeCodeHook(AgentHook):
+    kind = KIND
+    title = "Claude Code"
+    takes_edits = True
+    packages = ("@anthropic-ai/claude-code",)
+
+    def parse(self, payload: Any) -> Question:
+        event, call = parse_hook_input(payload)
+        return Question(call, event)
+
+    def answer(self, question: Question, decision: Decision) -> JSONObject:
+        event: HookEvent = "PermissionRequest" if question.event == "PermissionRequest" else "PreToolUse"
+        return hook_output(event, decision)
+
+    def connect(self, target: Target) -> Plan:
+        from approval_server.agents.claude_code_setup import plan  # the MCP client and checks load only here
+
+        return plan(target)
+
+    def failure(self, event: str | None, why: str) -> Failure:
+        """A deny Claude Code reads as one; exit 2 (which blocks) when the event is not known. Exit 1 would let the
+        call run."""
+        known: HookEvent | None = event if event in ("PreToolUse", "PermissionRequest") else None  # type: ignore[assignment]
+        output = failure_output(known, why)
+        if output is None:
+            return super().failure(event, why)
+        return Failure(output, "", 0)
+
+
+AGENT = ClaudeCodeHook()
