@@ -66,9 +66,12 @@ class SelfProtection:
         self._paths = tuple(sorted(_fold(posixpath.normpath(path)) for path in found if path != "/"))
 
     @classmethod
-    def for_settings(cls, settings: Settings, settings_file: Path | None) -> SelfProtection:
-        """The files of a server started with these settings (and this .env file, if any)."""
-        paths: list[Path] = [settings.approval_data_dir, user_config_dir()]
+    def for_settings(
+        cls, settings: Settings, settings_file: Path | None, others: Iterable[Path] = ()
+    ) -> SelfProtection:
+        """The files of a server started with these settings (and this .env file, if any), and `others`: the
+        agents' own files that say where their hooks connect."""
+        paths: list[Path] = [settings.approval_data_dir, user_config_dir(), *others]
         paths += [path for path in (settings_file, settings.policy_path) if path is not None]
         database = settings.store_url
         if database.startswith("sqlite:///"):

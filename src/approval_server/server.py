@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from approval_server import __version__
+from approval_server.agents import guarded_paths
 from approval_server.app import create_app
 from approval_server.broker import Broker
 from approval_server.channels import Channel
@@ -165,7 +166,7 @@ def _serve_on(
         channels.append(whatsapp)
     broker = Broker(
         store=store,
-        policy=RulesPolicy(rules, SelfProtection.for_settings(settings, env_file)),
+        policy=RulesPolicy(rules, SelfProtection.for_settings(settings, env_file, guarded_paths())),
         channels=channels,
         events=EventHub(),
         timeout=settings.approval_timeout_seconds,

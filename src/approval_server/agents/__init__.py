@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from approval_server.decision import Decision
@@ -73,6 +74,11 @@ class AgentHook(ABC):
         default."""
         return
 
+    def guarded_paths(self) -> list[Path]:
+        """The agent's own files that decide whether and where its hooks ask (the ones `connect` writes): the
+        server denies any tool call that names one, so the agent cannot unhook itself. None by default."""
+        return []
+
     def client(self, event: str, version: str | None) -> str:
         """How the request's record names the agent and its route: "Codex CLI 0.169.0, PermissionRequest hook"."""
         return f"{self.title}{f' {version}' if version else ''}, {event} hook"
@@ -87,6 +93,11 @@ def agents() -> dict[str, AgentHook]:
         if isinstance(agent, AgentHook):
             found[agent.kind] = agent
     return dict(sorted(found.items()))
+
+
+def guarded_paths() -> list[Path]:
+    """Every agent's `guarded_paths`."""
+    return [path for agent in agents().values() for path in agent.guarded_paths()]
 
 
 def agent_for(kind: str) -> AgentHook:
