@@ -178,7 +178,8 @@ async def hook(request: Request) -> Response:
         question = kind.parse(payload)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    version = plain_version(request.headers.get("x-agent-version"))  # as the hook command read it (agents.versions)
+    # As the hook command read it (agents.versions), or as the payload says.
+    version = plain_version(request.headers.get("x-agent-version")) or question.call.agent_version
     call = dataclasses.replace(
         question.call,
         agent=name,

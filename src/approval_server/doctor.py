@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 
 from approval_server import claude_check, twilio_checks
-from approval_server.client_config import client_file, readable_client_file, remembered_url
+from approval_server.agents import agents
+from approval_server.agents.setup import Target
+from approval_server.client_config import client_file, load_client_settings, readable_client_file, remembered_url
 from approval_server.config import Settings, load_settings
 from approval_server.db_record import DatabaseRecord
 from approval_server.errors import ApprovalServerError, ConfigError
@@ -29,6 +31,18 @@ def _reachable(settings: Settings, env_file: Path) -> str | None:
         if path.exists() and os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
             return str(path)
     return None
+
+
+def _agent_target(url: str | None) -> Target | None:
+    """The server the agents' hooks ask, as `connect` finds it; None when that cannot be told."""
+    try:
+        settings = load_client_settings(None, url)
+        if settings.approval_mcp_token is None and not (settings.approval_data_dir / "mcp-token").exists():
+            return None  # a check makes no token
+        tokens, _ = load_tokens(settings)
+    except ApprovalServerError:
+        return None
+    return Target(settings, tokens.mcp)
 
 
 def run_checks(
@@ -139,5 +153,8 @@ def run_checks(
     claude_check.run_checks(mcp_config, ok=ok, problem=problem, note=note)
     if shutil.which("claude") is None:
         note("the claude CLI is not on PATH (npm install -g @anthropic-ai/claude-code)")
+    target = _agent_target(url)
+    for agent in agents().values():  # each agent's own set-up, where `connect` wrote one
+        agent.doctor(target, ok, problem, note)
     echo("All checks passed." if not problems else f"{problems} problem(s) to fix.")
     return problems

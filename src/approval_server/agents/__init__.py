@@ -84,6 +84,14 @@ class AgentHook(ABC):
         return f"{self.title}{f' {version}' if version else ''}, {event} hook"
 
 
+def canonical(tool_input: JSONObject, keys: dict[str, str]) -> JSONObject:
+    """`tool_input` with the agent's keys renamed to Claude Code's (`path` → `file_path`), in place and order; a key
+    whose new name is taken already is kept as it is, so nothing is lost or overwritten."""
+    return {
+        (keys[key] if key in keys and keys[key] not in tool_input else key): value for key, value in tool_input.items()
+    }
+
+
 @functools.cache
 def agents() -> dict[str, AgentHook]:
     """Every agent, by kind: each module of this package that defines `AGENT`."""
