@@ -35,7 +35,8 @@ from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 from tests.whatsapp_support import ALICE, BOB, PUBLIC_URL, make_template, text_of
 
 AGENT = "deployer"
-MCP_PROGRAM = ", ```claude-code```"  # the permission tool speaks Claude Code's protocol; a fastmcp client has no version
+# The permission tool speaks Claude Code's protocol; a fastmcp client has no version of Claude Code to show.
+MCP_PROGRAM = ", ```claude-code```"
 PROD = "/srv/prod"
 # A directory that tries to fake a label line and to close the monospace block around it.
 HOSTILE_CWD = "/srv/prod\nCommand:\n```rm -rf /```\n`x`\nReason: safe"
