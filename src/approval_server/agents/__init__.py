@@ -87,9 +87,11 @@ class AgentHook(ABC):
 def canonical(tool_input: JSONObject, keys: dict[str, str]) -> JSONObject:
     """`tool_input` with the agent's keys renamed to Claude Code's (`path` → `file_path`), in place and order; a key
     whose new name is taken already is kept as it is, so nothing is lost or overwritten."""
-    return {
-        (keys[key] if key in keys and keys[key] not in tool_input else key): value for key, value in tool_input.items()
-    }
+    renamed: JSONObject = {}
+    for key, value in tool_input.items():
+        new = keys.get(key, key)
+        renamed[new if new not in tool_input and new not in renamed else key] = value
+    return renamed
 
 
 @functools.cache

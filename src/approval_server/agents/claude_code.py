@@ -17,6 +17,7 @@ server's grant answers the repeats.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -121,6 +122,11 @@ class ClaudeCodeHook(AgentHook):
         from approval_server.agents.claude_code_setup import plan  # the MCP client and checks load only here
 
         return plan(target)
+
+    def guarded_paths(self) -> list[Path]:
+        """The user's own Claude Code settings, which `--setting-sources user` still loads: a rule written there
+        (`permissions.allow`) would let a call run unasked."""
+        return [Path.home() / ".claude" / "settings.json", Path.home() / ".claude.json"]
 
     def failure(self, event: str | None, why: str) -> Failure:
         """A deny Claude Code reads as one; exit 2 (which blocks) when the event is not known. Exit 1 would let the
