@@ -163,6 +163,11 @@ async def test_the_written_hook_asks_the_server_and_answers_as_cursor_reads_it(
         assert (pending["tool_name"], pending["input"]) == ("Bash", {"command": "npm install express"})
         assert (pending["agent_kind"], pending["agent_version"], pending["editable"]) == ("cursor", "2.0.77", False)
         assert pending["client"] == "Cursor 2.0.77, beforeShellExecution hook"
+        listed = await asyncio.to_thread(cli, "requests", home=server.home, cwd=tmp_path)
+        (line,) = [line for line in listed.stdout.splitlines() if line.startswith(pending["id"])]
+        assert line.split()[5:7] == ["cursor", "npm"]  # the agent's kind, then the command
+        shown = await asyncio.to_thread(cli, "show", pending["id"], home=server.home, cwd=tmp_path)
+        assert "Agent program: cursor\nIts version: 2.0.77\n" in shown.stdout
         deny = {"decision": "deny", "actor": "alice", "message": "not on a Friday"}
         _, run = await hook_answered(
             server, command, pre_tool_use("Shell", {"command": "ls"}), server.home, deny, server.api_token

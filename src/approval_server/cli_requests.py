@@ -91,7 +91,10 @@ def list_requests(
         command = row["input"].get("command") if row["tool_name"] == "Bash" else None
         summary = _to_line_end(command if isinstance(command, str) else json.dumps(row["input"], ensure_ascii=False))
         tool, agent = render.name(row["tool_name"]), render.name(row["agent"]) if row["agent"] else "-"
-        typer.echo(f"{row['id']}  {row['status']:<9}  {row['created_at'][:19]}  {tool:<10}  {agent:<10}  {summary}")
+        kind = row["agent_kind"] or "-"  # one of the agents' kinds (`agents`): plain words
+        typer.echo(
+            f"{row['id']}  {row['status']:<9}  {row['created_at'][:19]}  {tool:<10}  {agent:<10}  {kind:<11}  {summary}"
+        )
 
 
 DECIDER_WORDS = "Reason (the words of whoever decided: an approver, a policy rule or the server)"
@@ -116,6 +119,8 @@ def show(request_id: str, env_file: ClientEnvFile = None, url: Url = None) -> No
         ("Agent", "agent"),
         ("Working directory", "cwd"),
         ("Session", "session"),
+        ("Agent program", "agent_kind"),
+        ("Its version", "agent_version"),
         ("Client", "client"),
         ("Tool use id", "tool_use_id"),
     ):
