@@ -11,7 +11,7 @@ An async test that serves MCP or answers approvals on its own event loop must us
 ``run_claude_async`` (or ``asyncio.to_thread(run_claude, …)``): the blocking form would
 stall the loop.
 
-Install the CLI once with ``npm ci`` in ``tests/e2e``.
+Install the CLI once with ``npm install`` in ``tests/e2e`` (``scripts/test`` does).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ RUN_MARKER = "APPROVAL_E2E_RUN_ID"
 
 
 def claude_available() -> bool:
-    """True when the pinned CLI is installed (``npm ci`` in tests/e2e)."""
+    """True when the pinned CLI is installed (``npm install`` in tests/e2e)."""
     return CLAUDE_BIN.exists() and os.access(CLAUDE_BIN, os.X_OK)
 
 

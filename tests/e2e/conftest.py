@@ -13,10 +13,12 @@ from tests.e2e.fake_anthropic import FakeAnthropic, Script
 
 @pytest.fixture
 def require_claude() -> None:
-    """Fail when ``npm ci`` has not been run in tests/e2e: these tests must never be skipped silently."""
+    """Fail when the pinned CLIs are not installed in tests/e2e: these tests must never be skipped silently."""
     if claude_available():
         return
-    pytest.fail("claude CLI not installed: run `npm ci --prefix tests/e2e` (the README's test command does)")
+    pytest.fail(
+        "claude CLI not installed: run `npm install --prefix tests/e2e --no-save` (the README's test command does)"
+    )
 
 
 @pytest.fixture
