@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import tomlkit
+from pydantic import HttpUrl
 
 from approval_server.agents import agent_for, agents, guarded_paths
 from approval_server.agents.setup import Target
@@ -86,13 +87,13 @@ def test_a_payload_becomes_the_common_tool_call(
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [
-        (PERMISSION | {"hook_event_name": "PostToolUse"}, "not a Codex PermissionRequest"),
+        (PERMISSION | {"hook_event_name": "PostToolUse"}, "not a PreToolUse or PermissionRequest hook input"),
         ({key: value for key, value in PERMISSION.items() if key != "tool_input"}, "tool_input"),
         (PERMISSION | {"tool_input": "touch x"}, "tool_input"),
         (PERMISSION | {"tool_name": ""}, "tool_name"),
         (PERMISSION | {"cwd": "relative/dir"}, "absolute"),
         (PERMISSION | {"tool_input": {"command": float("nan")}}, "not JSON"),
-        ([PERMISSION], "not a Codex"),
+        ([PERMISSION], "not a PreToolUse or PermissionRequest"),
     ],
 )
 def test_a_bad_payload_is_refused(payload: Any, problem: str) -> None:
@@ -176,7 +177,7 @@ def codex_plan(codex_home: Path, monkeypatch: pytest.MonkeyPatch, url: str = "ht
     """`connect codex` in process, with no codex on PATH (so nothing is trusted)."""
     monkeypatch.setenv("CODEX_HOME", str(codex_home))
     monkeypatch.setenv("PATH", "/nonexistent")
-    return CODEX.connect(Target(ClientSettings(approval_url=url), MCP_TOKEN, "laptop"))
+    return CODEX.connect(Target(ClientSettings(approval_url=HttpUrl(url)), MCP_TOKEN, "laptop"))
 
 
 def test_connect_puts_the_hook_where_it_was_and_keeps_the_users_own(

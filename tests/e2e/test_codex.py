@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import tomlkit
+from pydantic import HttpUrl
 
 from approval_server.agents import agent_for
 from approval_server.agents.codex_setup import listed_hooks
@@ -116,6 +117,10 @@ async def answered(server: ServerProcess, run: Any, body: dict[str, Any]) -> tup
         return pending, await task
 
 
+def client_settings(url: str, **settings: Any) -> ClientSettings:
+    return ClientSettings(approval_url=HttpUrl(url), **settings)
+
+
 def in_process_hook(target: Target, codex_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`connect codex` for a target the CLI cannot make (a broken hook, a short timeout): plan, trust and write."""
     monkeypatch.setenv("CODEX_HOME", str(codex_home))
@@ -157,6 +162,7 @@ async def test_connect_trusts_its_hook_an_approved_command_runs_and_a_denied_one
         False,
     )
     assert first["client"] == f"Codex CLI {CODEX_VERSION}, PermissionRequest hook"
+    assert first["agent_version"].startswith(f"{CODEX_VERSION}-")  # the platform package's: 0.169.0-linux-x64
     assert (first["cwd"], first["session"]) == (str(user.work), second["session"])
     assert first["session"]
 
@@ -247,7 +253,7 @@ async def test_a_hook_whose_cli_cannot_start_blocks(
     marker = tmp_path / "never"
     server = codex_server()
     user = setup([[shell(f"touch {marker}", "call_x")]], home=server.data_dir)
-    in_process_hook(BrokenInterpreter(ClientSettings(approval_url=server.url), MCP_TOKEN), user.codex_home, monkeypatch)
+    in_process_hook(BrokenInterpreter(client_settings(server.url), MCP_TOKEN), user.codex_home, monkeypatch)
     assert "/nonexistent/python3" in user.config.read_text()
     result = await user.run(headless(["codex", "exec", "--approve-for-me"], user.work))
     assert not marker.exists(), result.describe()
@@ -296,7 +302,7 @@ async def test_a_server_that_answers_garbage_an_error_or_too_late_blocks(
     user = setup([[shell(f"touch {marker}", "call_x")]])
     bad = BadServer(how)
     try:
-        settings = ClientSettings(approval_url=bad.url, approval_timeout_seconds=1)
+        settings = client_settings(bad.url, approval_timeout_seconds=1)
         in_process_hook(Target(settings, MCP_TOKEN), user.codex_home, monkeypatch)
         argv = headless(["codex", "exec", "--approve-for-me"], user.work)
         result = await user.run(argv, APPROVAL_MCP_TOKEN=MCP_TOKEN, APPROVAL_TIMEOUT_SECONDS="1")
@@ -326,7 +332,7 @@ async def test_the_servers_expiry_deny_comes_before_codexs_hook_timeout(
     killed, expired = tmp_path / "killed", tmp_path / "expired"
     server = codex_server(APPROVAL_TIMEOUT_SECONDS="5")
     user = setup([[shell(f"touch {killed}", "call_k")]], home=server.data_dir)
-    in_process_hook(ShortTimeout(ClientSettings(approval_url=server.url), MCP_TOKEN), user.codex_home, monkeypatch)
+    in_process_hook(ShortTimeout(client_settings(server.url), MCP_TOKEN), user.codex_home, monkeypatch)
     short = await user.run(headless(["codex", "exec", "--approve-for-me"], user.work))
     assert killed.exists(), short.describe()  # the hazard: no verdict, and the reviewer allowed it
     assert len(user.fake.reviews) == 1
@@ -365,7 +371,7 @@ async def test_a_pre_tool_use_hook_can_deny_and_its_allow_only_lets_codex_go_on(
     server = codex_server()
     script = [[shell("touch ran", "call_ok", escalate=False)], [shell("touch blocked", "call_no", escalate=False)]]
     user = setup(script, home=server.data_dir)
-    command = Target(ClientSettings(approval_url=server.url), MCP_TOKEN).hook_command("codex")
+    command = Target(client_settings(server.url), MCP_TOKEN).hook_command("codex")
     hook = {"matcher": "*", "hooks": [{"type": "command", "command": command, "timeout": 360}]}
     user.config.write_text(user.config.read_text() + "\n" + tomlkit.dumps({"hooks": {"PreToolUse": [hook]}}))
     argv = headless(["codex", "exec", "--approve-for-me", "--dangerously-bypass-hook-trust"], user.work)

@@ -26,37 +26,27 @@ self-protection reads every path in it.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from approval_server import strict_json
 from approval_server.agents import AgentHook, Question
+from approval_server.agents.claude_code import parse_hook_input
 from approval_server.decision import Decision
-from approval_server.models import JSONObject, ToolCall
+from approval_server.models import JSONObject
 
 if TYPE_CHECKING:
     from approval_server.agents.setup import Plan, Report, Target
 
-HookEvent = Literal["PermissionRequest", "PreToolUse"]
 # npm installs the binary as `@openai/codex` version `0.169.0-linux-x64`: the platform is not the version.
 _PLATFORM = re.compile(r"-(?:linux|darwin|win32)-(?:x64|arm64)$")
 
 
-class HookInput(BaseModel):
-    """The fields of Codex's hook input this server uses; the rest (turn_id, transcript_path, model,
-    permission_mode, …) is kept in the record's `extra`."""
-
-    model_config = ConfigDict(extra="allow")
-
-    hook_event_name: HookEvent
-    tool_name: str = Field(min_length=1)
-    tool_input: JSONObject
-    tool_use_id: str | None = None
-    session_id: str | None = None
-    cwd: str | None = None
+def codex_home() -> Path:
+    """Where Codex keeps its configuration: `$CODEX_HOME`, as Codex reads it, or `~/.codex`."""
+    return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
 
 
 class CodexHook(AgentHook):
@@ -66,26 +56,10 @@ class CodexHook(AgentHook):
     packages = ("@openai/codex",)
 
     def parse(self, payload: Any) -> Question:
-        where = strict_json.problem(payload)
-        if where is not None:
-            raise ValueError(f"not JSON: {where}")
-        try:
-            hook = HookInput.model_validate(payload)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"not a Codex PermissionRequest or PreToolUse hook input ({problems})") from None
-        if hook.cwd is not None and not hook.cwd.startswith("/"):
-            raise ValueError(f"cwd {hook.cwd!r} is not an absolute path")
-        # Codex's names are Claude Code's already (`Bash` {command, description}); the input is kept as it is.
-        call = ToolCall(
-            tool_name=hook.tool_name,
-            input=hook.tool_input,
-            tool_use_id=hook.tool_use_id,
-            extra={"hook_event_name": hook.hook_event_name, **(hook.model_extra or {})},
-            session=hook.session_id,
-            cwd=hook.cwd,
-        )
-        return Question(call, hook.hook_event_name)
+        """Codex's hook input is Claude Code's: the same fields and events, and `Bash` {command, description}
+        already named as the policy names it; every key of the input is kept as it is."""
+        event, call = parse_hook_input(payload)
+        return Question(dataclasses.replace(call, client=None, agent_kind=self.kind), event)
 
     def answer(self, question: Question, decision: Decision) -> JSONObject:
         if question.event == "PermissionRequest":
@@ -111,8 +85,6 @@ class CodexHook(AgentHook):
     def guarded_paths(self) -> list[Path]:
         """Codex's whole home folder: config.toml and hooks.json (the hook and its trust), the profiles
         (`<name>.config.toml`) and `rules/` (commands allowed without asking) all decide whether the hook runs."""
-        from approval_server.agents.codex_setup import codex_home
-
         return [codex_home()]
 
     def client(self, event: str, version: str | None) -> str:

@@ -29,6 +29,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Table
 
+from approval_server.agents.codex import codex_home
 from approval_server.agents.setup import Plan, Report, Target, is_ours
 from approval_server.errors import ConfigError
 
@@ -41,16 +42,13 @@ HEADLESS = ["codex", "exec", "--approve-for-me", "--ignore-rules", "-c", "featur
 INTERACTIVE = ["codex", "--sandbox", "workspace-write", "--ask-for-approval", "on-request", "-c", "features.hooks=true"]
 FAIL_OPEN = (
     "Codex: what still runs without the gate (docs/agents/codex.md): calls its sandbox allows never ask (reading "
-    "files, writing in the workspace, /tmp and $TMPDIR); in a project you marked trusted, its .codex/rules allow "
-    "commands unasked unless codex runs with --ignore-rules (exec only: the interactive codex has no such flag); and "
-    "if CODEX_HOME lies inside a folder the sandbox may write (codex started in your home folder), the agent can "
-    "rewrite config.toml unasked, after which Codex skips the hook without a word."
+    "files, writing in the workspace, /tmp and $TMPDIR); in a project you marked trusted, its .codex/config.toml "
+    "can switch hooks off unless codex runs with -c features.hooks=true, and its .codex/rules allow commands "
+    "unasked unless it runs with --ignore-rules (codex exec only: the interactive codex has no such flag); if "
+    "CODEX_HOME lies inside a folder the sandbox may write (codex started in your home folder), the agent can rewrite "
+    "config.toml unasked, after which Codex skips the hook without a word; and --dangerously-bypass-approvals-and-"
+    "sandbox or --ask-for-approval never turn approval off."
 )
-
-
-def codex_home() -> Path:
-    """Where Codex keeps its configuration: `$CODEX_HOME`, as Codex reads it, or `~/.codex`."""
-    return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
 
 
 def config_path() -> Path:
