@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,7 +327,7 @@ class FakeOpenCode:
 class FakeGate:
     """approval-server's hook route, answering with `answer`; records what it was sent and who hung up."""
 
-    answer: Callable[[dict[str, Any]], Awaitable[Response]]
+    answer: Callable[[dict[str, Any]], Coroutine[Any, Any, Response]]
     posts: list[tuple[dict[str, Any], dict[str, str]]] = field(default_factory=list)
     hung_up: list[str] = field(default_factory=list)
 
@@ -337,7 +337,7 @@ class FakeGate:
     async def _hook(self, request: Request) -> Response:
         body = await request.json()
         self.posts.append((body, dict(request.headers)))
-        answering = asyncio.create_task(self.answer(body))
+        answering: asyncio.Task[Response] = asyncio.create_task(self.answer(body))
         watching = asyncio.create_task(self._until_disconnected(request))
         done, _ = await asyncio.wait({answering, watching}, return_when=asyncio.FIRST_COMPLETED)
         answering.cancel()
@@ -364,7 +364,10 @@ async def until(check: Callable[[], Any], what: str, within: float = 15) -> Any:
 
 @contextlib.asynccontextmanager
 async def bridged(
-    answer: Callable[[dict[str, Any]], Awaitable[Response]], opencode: FakeOpenCode | None = None, *, expiry: float = 30
+    answer: Callable[[dict[str, Any]], Coroutine[Any, Any, Response]],
+    opencode: FakeOpenCode | None = None,
+    *,
+    expiry: float = 30,
 ) -> AsyncIterator[tuple[FakeOpenCode, FakeGate, Callable[[], Awaitable[None]]]]:
     """The bridge between a fake OpenCode and a fake gate; yields them and a function that starts the bridge."""
     opencode = opencode or FakeOpenCode()
@@ -385,7 +388,7 @@ async def bridged(
             opencode.drop()
 
 
-def replying(reply: dict[str, Any]) -> Callable[[dict[str, Any]], Awaitable[Response]]:
+def replying(reply: dict[str, Any]) -> Callable[[dict[str, Any]], Coroutine[Any, Any, Response]]:
     async def answer(_: dict[str, Any]) -> Response:
         return JSONResponse(reply)
 
@@ -446,7 +449,7 @@ async def silence(_: dict[str, Any]) -> Response:
     ],
 )
 async def test_without_a_decision_the_bridge_rejects_saying_why(
-    answer: Callable[[dict[str, Any]], Awaitable[Response]], why: str, monkeypatch: pytest.MonkeyPatch
+    answer: Callable[[dict[str, Any]], Coroutine[Any, Any, Response]], why: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bridge_module, "MARGIN_SECONDS", 0)
     async with bridged(answer, expiry=0.05) as (opencode, _, start):

@@ -85,8 +85,8 @@ class FakeOpenAIChat:
 
     async def _stream(self, model: str, calls: Sequence[ToolCall]) -> AsyncIterator[str]:
         """The chunks a streamed completion sends: a role, the tool calls' deltas (or text), the finish, [DONE]."""
-        base = {"id": f"chatcmpl-fake-{time.monotonic_ns()}", "object": "chat.completion.chunk", "model": model}
-        base["created"] = int(time.time())
+        base: dict[str, Any] = {"id": f"chatcmpl-fake-{time.monotonic_ns()}", "object": "chat.completion.chunk"}
+        base |= {"model": model, "created": int(time.time())}
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from approval_server.agents.opencode_setup import SERVE, permission_for
+from approval_server.agents.opencode_setup import SERVE, doctor, permission_for
 from tests.connect_support import cli
 from tests.e2e.claude_cli import serve_asgi
 from tests.e2e.fake_openai_chat import FakeOpenAIChat, ToolCall, Turn, bash
@@ -249,10 +249,14 @@ async def test_no_decision_from_the_server_is_a_reject_with_the_reason(
 
 
 async def test_connect_sets_up_asks_that_a_repository_cannot_switch_off(
-    server: ServerProcess, chat: Callable[..., Any], opencode: Callable[..., OpenCodeServer], tmp_path: Path
+    server: ServerProcess,
+    chat: Callable[..., Any],
+    opencode: Callable[..., OpenCodeServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`connect opencode` merges the asks into the user's own file; OpenCode started as it says ignores a
-    repository that allows everything, at the top level and for its agent, and asks."""
+    repository that allows everything, at the top level and for its agent, and asks; `doctor` finds it so."""
     fake, url = await chat([[bash("touch sneaky-marker", "call_sneaky")]])
     home = server.data_dir  # the user who runs the server and OpenCode
     user = provider_config(url) | {"theme": "system", "permission": {"bash": "allow", "mytools_run": "allow"}}
@@ -279,3 +283,14 @@ async def test_connect_sets_up_asks_that_a_repository_cannot_switch_off(
         await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "deny", "message": "no"})
         assert (await result_of(fake, "call_sneaky")).startswith(REJECTED)
     assert not (serve.cwd / "sneaky-marker").exists()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    lines: list[str] = []
+    await asyncio.to_thread(doctor, lines.append, lines.append, lines.append, url=serve.url)
+    assert lines[0].startswith(f"OpenCode's settings ({home}/.config/opencode/opencode.json) ask before bash, edit")
+    assert lines[1] == f"the OpenCode {OPENCODE_VERSION} server at {serve.url} asks before its agents act"
+    opened = opencode(url, home=home, configure=False, OPENCODE_DISABLE_PROJECT_CONFIG="0")  # started otherwise
+    lines.clear()
+    await asyncio.to_thread(doctor, lines.append, lines.append, lines.append, url=opened.url)
+    assert lines[1].startswith(f"the OpenCode {OPENCODE_VERSION} server at {opened.url} lets its agents act unasked")
+    assert "build: bash (all of it), edit (all of it)" in lines[1]

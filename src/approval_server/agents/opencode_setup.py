@@ -159,7 +159,7 @@ def plan(target: Target) -> Plan:
         f"2. In another terminal, the bridge, which asks approval-server about each of its asks:\n  "
         f"{shlex.join(bridge)}",
         f"3. Work in it:  opencode attach {OPENCODE_URL}  (or its web UI). Export the same OPENCODE_SERVER_PASSWORD "
-        "for opencode serve and the bridge, so that no other program can answer OpenCode's asks.",
+        "for opencode serve and the bridge, so that other users' programs cannot answer OpenCode's asks.",
         FAILS_OPEN,
     ]
     lines += [f"Warning: your own OpenCode settings still let this through unasked: {item}" for item in left]
