@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from approval_server import __version__, agent_setup, cli_agent, cli_requests, connect
+from approval_server.agents import agents
 from approval_server.config import Settings, load_settings
 from approval_server.errors import ApprovalServerError, ConfigError
 from approval_server.setup_whatsapp import setup_app
@@ -95,6 +96,12 @@ def setup_template(
 
 
 app.command()(cli_agent.stdio)
+# Agents asked over their own API rather than by a hook: a bridge each, as each agent's module says (`agents`).
+bridge_app = typer.Typer(help="Answer an agent's permission asks made over its own API.", no_args_is_help=True)
+for _agent in agents().values():
+    if (_bridge := _agent.bridge()) is not None:
+        bridge_app.command(_agent.kind)(_bridge)
+app.add_typer(bridge_app, name="bridge")
 
 
 @app.command()

@@ -13,6 +13,7 @@ import functools
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,11 @@ class AgentHook(ABC):
         """The agent's own files that decide whether and where its hooks ask (the ones `connect` writes): the
         server denies any tool call that names one, so the agent cannot unhook itself. None by default."""
         return []
+
+    def bridge(self) -> Callable[..., None] | None:
+        """The `approval-server bridge <kind>` command, for an agent asked over its own API rather than by a hook
+        (it watches the agent and asks the server); None for a hook."""
+        return None
 
     def client(self, event: str, version: str | None) -> str:
         """How the request's record names the agent and its route: "Codex CLI 0.169.0, PermissionRequest hook"."""
