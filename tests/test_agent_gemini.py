@@ -60,46 +60,32 @@ def test_a_shell_call_becomes_bash_with_its_session_directory_and_the_rest_of_th
     assert (question.event, call.tool_name, call.input) == ("BeforeTool", "Bash", SHELL["tool_input"])
     assert (call.session, call.cwd, call.agent_kind) == (SESSION, "/srv/work", "gemini")
     assert call.extra == {key: value for key, value in SHELL.items() if key != "tool_input"}
-    assert agent_for("gemini") is AGENT
-    assert "gemini" in agents()
+    assert agents()["gemini"] is agent_for("gemini") is AGENT
+
+
+EDIT = {"file_path": "/w/a", "old_string": "a", "new_string": "b", "instruction": "i", "allow_multiple": True}
 
 
 @pytest.mark.parametrize(
-    ("tool", "given", "name", "seen"),
+    ("tool", "given", "name"),
     [
-        ("write_file", {"file_path": "/w/a.txt", "content": "x"}, "Write", {"file_path": "/w/a.txt", "content": "x"}),
-        (
-            "replace",
-            {"file_path": "/w/a", "old_string": "a", "new_string": "b", "instruction": "i", "allow_multiple": True},
-            "Edit",
-            {"file_path": "/w/a", "old_string": "a", "new_string": "b", "instruction": "i", "allow_multiple": True},
-        ),
-        ("read_file", {"file_path": "/w/a", "start_line": 3}, "Read", {"file_path": "/w/a", "start_line": 3}),
-        ("glob", {"pattern": "*.py", "dir_path": "src"}, "Glob", {"pattern": "*.py", "path": "src"}),
-        (
-            "grep_search",
-            {"pattern": "TODO", "dir_path": "/w", "include_pattern": "*.py"},
-            "Grep",
-            {"pattern": "TODO", "path": "/w", "include_pattern": "*.py"},
-        ),
-        ("list_directory", {"dir_path": "/w", "ignore": ["*.o"]}, "LS", {"path": "/w", "ignore": ["*.o"]}),
-        (
-            "web_fetch",
-            {"prompt": "summarise https://example.com"},
-            "WebFetch",
-            {"prompt": "summarise https://example.com"},
-        ),
-        ("google_web_search", {"query": "gemini hooks"}, "WebSearch", {"query": "gemini hooks"}),
-        ("write_todos", {"todos": [{"description": "x", "status": "pending"}]}, "TodoWrite", None),
-        ("read_many_files", {"include": ["**/*.md"]}, "read_many_files", None),
-        ("mcp_my_srv_get_issue", {"number": 7}, "mcp_my_srv_get_issue", None),  # no mcp_context: not split
+        ("write_file", {"file_path": "/w/a.txt", "content": "x"}, "Write"),
+        ("replace", EDIT, "Edit"),
+        ("read_file", {"file_path": "/w/a", "start_line": 3}, "Read"),
+        ("glob", {"pattern": "*.py", "dir_path": "src"}, "Glob"),
+        ("grep_search", {"pattern": "TODO", "dir_path": "/w", "include_pattern": "*.py"}, "Grep"),
+        ("list_directory", {"dir_path": "/w", "ignore": ["*.o"]}, "LS"),
+        ("web_fetch", {"prompt": "summarise https://example.com"}, "WebFetch"),
+        ("google_web_search", {"query": "gemini hooks"}, "WebSearch"),
+        ("write_todos", {"todos": [{"description": "x", "status": "pending"}]}, "TodoWrite"),
+        ("read_many_files", {"include": ["**/*.md"]}, "read_many_files"),
+        ("mcp_my_srv_get_issue", {"number": 7}, "mcp_my_srv_get_issue"),  # no mcp_context: not split
     ],
 )
-def test_gemini_tools_get_claude_code_names_and_keep_every_key(
-    tool: str, given: dict[str, Any], name: str, seen: dict[str, Any] | None
-) -> None:
+def test_gemini_tools_get_claude_code_names_and_keep_every_key(tool: str, given: dict[str, Any], name: str) -> None:
+    """Only Glob, Grep and LS change a key: their `dir_path` is Claude Code's `path`."""
     call = AGENT.parse(payload(tool, given)).call
-    assert (call.tool_name, call.input) == (name, given if seen is None else seen)
+    assert (call.tool_name, call.input) == (name, {("path" if k == "dir_path" else k): v for k, v in given.items()})
     assert call.extra["tool_name"] == tool
 
 
@@ -197,12 +183,8 @@ def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Target:
 
 
 def ours(settings: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        hook
-        for group in settings["hooks"]["BeforeTool"]
-        for hook in group["hooks"]
-        if "approval_server" in hook["command"]
-    ]
+    groups = settings["hooks"]["BeforeTool"]
+    return [hook for group in groups for hook in group["hooks"] if "approval_server" in hook["command"]]
 
 
 def test_connect_merges_one_hook_for_every_tool_and_keeps_the_users_settings(target: Target) -> None:
@@ -229,16 +211,8 @@ def test_connect_merges_one_hook_for_every_tool_and_keeps_the_users_settings(tar
     assert written["hooks"]["BeforeTool"][-1] == {"matcher": "*", "hooks": [hook]}
     assert (hook["type"], hook["name"], hook["timeout"]) == ("command", hook_name(target), 360_000)
     assert hook["command"] == target.hook_command("gemini")
-    assert shlex.split(hook["command"])[:8] == [
-        sys.executable,
-        "-I",
-        "-m",
-        "approval_server",
-        "hook",
-        "gemini",
-        "--url",
-        "http://127.0.0.1:8123",
-    ]
+    words = ["-I", "-m", "approval_server", "hook", "gemini", "--url", "http://127.0.0.1:8123", "--agent", "laptop"]
+    assert shlex.split(hook["command"])[:10] == [sys.executable, *words]
     assert "mcp-token-1" not in made.files[path]
     assert hook["name"] not in "\n".join(made.lines)
     assert made.private is False  # the user's own file keeps its mode
@@ -293,11 +267,8 @@ def test_gemini_cli_home_moves_the_settings_and_the_guarded_files(
     ]
 
 
-Checks = tuple[list[str], list[str], list[str]]
-
-
-def doctor(target: Target | None) -> Checks:
-    found: Checks = ([], [], [])
+def doctor(target: Target | None) -> tuple[list[str], list[str], list[str]]:
+    found: tuple[list[str], list[str], list[str]] = ([], [], [])
     AGENT.doctor(target, found[0].append, found[1].append, found[2].append)
     return found
 
@@ -319,36 +290,40 @@ def test_doctor_passes_the_hook_connect_wrote_and_says_what_gemini_cannot_close(
     assert any("runs a trusted repository's own hooks and MCP servers" in note for note in notes)
 
 
-def _timeout(value: object) -> Callable[[dict[str, Any]], None]:
-    return lambda settings: settings["hooks"]["BeforeTool"][0]["hooks"][0].__setitem__("timeout", value)
+HOOK, GROUP, CONFIG = ("hooks", "BeforeTool", 0, "hooks", 0), ("hooks", "BeforeTool", 0), ("hooksConfig",)
+OURS = object()  # stands for our hook itself (or, in a list, its name)
 
 
 @pytest.mark.parametrize(
-    ("change", "problem"),
+    ("where", "key", "value", "problem"),
     [
-        (_timeout(3_000_000_000), "is not 1 to 2147483647 ms"),
-        (_timeout(0), "is not 1 to 2147483647 ms"),
-        (lambda s: s["hooks"]["BeforeTool"][0]["hooks"][0].pop("timeout"), "ends before the expiry"),
-        (_timeout(200_000), "ends before the expiry (300 s)"),
-        (lambda s: s["hooks"]["BeforeTool"][0].__setitem__("matcher", "run_shell_command"), "leaves the other tools"),
-        (
-            lambda s: s["hooks"]["BeforeTool"][0]["hooks"][0].__setitem__(
-                "command", "/nowhere/python -m approval_server hook gemini"
-            ),
-            "does not exist",
-        ),
-        (
-            lambda s: s["hooksConfig"].__setitem__("disabled", [s["hooks"]["BeforeTool"][0]["hooks"][0]["name"]]),
-            "disabled names it",
-        ),
-        (lambda s: s["hooksConfig"].__setitem__("enabled", False), "hooksConfig.enabled to false"),
-        (lambda s: s["hooks"]["BeforeTool"].append(s["hooks"]["BeforeTool"][0]), "2 approval-server hooks"),
-        (lambda s: s.__setitem__("security", {"folderTrust": {"enabled": False}}), "switches folder trust off"),
+        (HOOK, "timeout", 3_000_000_000, "is not 1 to 2147483647 ms"),
+        (HOOK, "timeout", 0, "is not 1 to 2147483647 ms"),
+        (HOOK, "timeout", None, "ends before the expiry"),  # Gemini's default: 60 s
+        (HOOK, "timeout", 200_000, "ends before the expiry (300 s)"),
+        (GROUP, "matcher", "run_shell_command", "leaves the other tools"),
+        (HOOK, "command", "/nowhere/python -m approval_server hook gemini", "does not exist"),
+        (CONFIG, "disabled", [OURS], "disabled names it"),
+        (CONFIG, "enabled", False, "hooksConfig.enabled to false"),
+        (("hooks",), "BeforeTool", [OURS, OURS], "2 approval-server hooks"),
+        ((), "security", {"folderTrust": {"enabled": False}}, "switches folder trust off"),
     ],
 )
 def test_doctor_finds_what_would_let_gemini_run_a_call_unasked(
-    target: Target, change: Callable[[dict[str, Any]], None], problem: str
+    target: Target, where: tuple[Any, ...], key: str, value: Any, problem: str
 ) -> None:
+    def change(settings: dict[str, Any]) -> None:
+        place: Any = settings
+        for step in where:
+            place = place[step]
+        group = settings["hooks"]["BeforeTool"][0]
+        if value is None:
+            del place[key]
+        elif isinstance(value, list) and OURS in value:
+            place[key] = [group["hooks"][0]["name"] if key == "disabled" else group for _ in value]
+        else:
+            place[key] = value
+
     connected(target, change)
     ok, problems, _ = doctor(target)
     assert any(problem in text for text in problems), problems

@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 
 from approval_server import claude_check, twilio_checks
-from approval_server.client_config import client_file, readable_client_file, remembered_url
+from approval_server.agents import agents
+from approval_server.agents.setup import Target
+from approval_server.client_config import client_file, load_client_settings, readable_client_file, remembered_url
 from approval_server.config import Settings, load_settings
 from approval_server.db_record import DatabaseRecord
 from approval_server.errors import ApprovalServerError, ConfigError
@@ -137,6 +139,12 @@ def run_checks(
     except ConfigError as exc:
         problem(str(exc))
     claude_check.run_checks(mcp_config, ok=ok, problem=problem, note=note)
+    try:  # each agent's own set-up, against the expiry the hook will meet
+        target = Target(load_client_settings(url=base), mcp_token) if mcp_token is not None else None
+    except ConfigError:  # reported above, with the client settings
+        target = None
+    for agent in agents().values():
+        agent.doctor(target, ok, problem, note)
     if shutil.which("claude") is None:
         note("the claude CLI is not on PATH (npm install -g @anthropic-ai/claude-code)")
     echo("All checks passed." if not problems else f"{problems} problem(s) to fix.")

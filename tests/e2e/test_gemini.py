@@ -132,6 +132,14 @@ async def asked(api: Any, command: str) -> dict[str, Any]:
     return await wait_for_pending(api, {"input": {"command": command, "description": WHY}}, within=60)
 
 
+def test_doctor_passes_what_connect_wrote_and_says_what_gemini_cannot_close(gate: Gate, tmp_path: Path) -> None:
+    owner = {"APPROVAL_DATA_DIR": gate.server.environment()["APPROVAL_DATA_DIR"]}
+    doctor = cli("doctor", home=gate.home(tmp_path / "home"), cwd=tmp_path, **owner)
+    assert "ok    Gemini CLI asks approval-server before every tool call" in doctor.stdout
+    assert "note  Gemini CLI cannot be made to fail closed when a repository it trusts" in doctor.stdout
+    assert doctor.returncode == 0, doctor.stdout
+
+
 async def test_an_approved_command_runs_and_an_edited_one_runs_as_edited(
     gate: Gate, tmp_path: Path, work_dir: Path
 ) -> None:
