@@ -109,7 +109,9 @@ def test_a_shell_call_in_another_folder_says_where_it_runs(dir_path: str, cwd: s
         (SHELL | {"tool_name": ""}, "tool_name"),
         (SHELL | {"cwd": "work"}, "not an absolute path"),
         (SHELL | {"tool_input": {"command": float("nan")}}, "not JSON"),
-        (payload("glob", {"pattern": "*", "dir_path": "/secret", "path": "/w"}), "both 'dir_path' and 'path'"),
+        (payload("glob", {"pattern": "*", "dir_path": "/secret", "path": "/w"}), "'path', which stands for"),
+        (payload("list_directory", {"path": "/w"}), "list_directory input has 'path'"),  # Gemini lists its dir_path
+        (payload("web_fetch", {"prompt": "get https://b.example", "url": "https://a.example"}), "does not read"),
         ([SHELL], "not a Gemini CLI BeforeTool hook input"),
     ],
 )
@@ -131,7 +133,7 @@ def test_the_answers_are_gemini_cli_s_and_an_edit_goes_back_in_its_own_keys() ->
     narrowed = AGENT.answer(glob, Decision("allow", updated_input={"pattern": "*.py", "path": "src/app"}))
     assert narrowed["hookSpecificOutput"]["tool_input"] == {"pattern": "*.py", "dir_path": "src/app"}
     both = AGENT.answer(glob, Decision("allow", updated_input={"pattern": "*", "path": "a", "dir_path": "b"}))
-    assert both["decision"] == "deny"
+    assert (both["decision"], "cannot be given to Gemini CLI" in both["reason"]) == ("deny", True)
     for answer in (edited, narrowed, both, {"decision": "allow"}):
         assert is_answer(answer)
         assert AGENT.checked_answer(answer) == answer

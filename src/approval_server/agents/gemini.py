@@ -50,6 +50,11 @@ TOOLS: dict[str, tuple[str, dict[str, str]]] = {
     "write_todos": ("TodoWrite", {}),  # todos: the agent's own to-do list
 }
 
+# Keys Claude Code's tool reads (and so the policy and the grants) that Gemini's does not: a call holding one is
+# refused, or a `WebFetch(domain:…)` rule would judge a URL other than the ones in the prompt Gemini fetches.
+# (Glob, Grep and LS refuse a `path` for the same reason: see `_renamed`.)
+UNREAD = {"web_fetch": ("url",)}
+
 
 class HookInput(BaseModel):
     """The fields of the hook's stdin this server uses; the rest is kept in the record's `extra`."""
@@ -65,13 +70,13 @@ class HookInput(BaseModel):
 
 
 def _renamed(values: JSONObject, keys: dict[str, str], tool: str) -> JSONObject:
-    """`values` with each key of `keys` renamed; a value already under the new name is refused rather than lost
-    (the agent would use one and the policy see the other)."""
+    """`values` with each key of `keys` renamed. An input that already holds a new name is refused: the tool does
+    not read that key, and the policy would see it in place of the one the tool uses."""
     renamed = dict(values)
     for old, new in keys.items():
+        if new in values:
+            raise ValueError(f"{tool} input has {new!r}, which stands for its {old!r} here: cannot tell what it uses")
         if old in renamed:
-            if new in renamed:
-                raise ValueError(f"{tool} input has both {old!r} and {new!r}: cannot tell which one it uses")
             renamed[new] = renamed.pop(old)
     return renamed
 
@@ -100,6 +105,9 @@ def parse_hook_input(payload: Any) -> tuple[HookInput, ToolCall]:
         raise ValueError(f"cwd {hook.cwd!r} is not an absolute path")
     keys = {} if hook.mcp_context else TOOLS.get(hook.tool_name, ("", {}))[1]
     tool_input = _renamed(hook.tool_input, keys, hook.tool_name)
+    for key in [] if hook.mcp_context else UNREAD.get(hook.tool_name, ()):
+        if key in tool_input:
+            raise ValueError(f"{hook.tool_name} input has {key!r}, which Gemini CLI does not read")
     name = canonical_name(hook)
     cwd = hook.cwd
     if name == "Bash" and cwd is not None and isinstance(hook.tool_input.get("dir_path"), str):
