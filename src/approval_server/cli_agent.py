@@ -77,7 +77,7 @@ def hook(
         tokens, _ = load_tokens(settings)
         # Wait as long as a request can: the server answers at its expiry at the latest.
         with ApiClient(settings.url, tokens.mcp, timeout=settings.approval_timeout_seconds + 30) as api:
-            output = api.hook(payload, agent, kind, running_version(adapter.packages))
+            output = adapter.checked_answer(api.hook(payload, agent, kind, running_version(adapter.packages)))
     except Exception as exc:  # any failure is a deny: exit 1, no output or garbage would let the call run
         why = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         failure = adapter.failure(event if isinstance(event, str) else None, why)

@@ -33,18 +33,6 @@ def _reachable(settings: Settings, env_file: Path) -> str | None:
     return None
 
 
-def _agent_target(url: str | None) -> Target | None:
-    """The server the agents' hooks ask, as `connect` finds it; None when that cannot be told."""
-    try:
-        settings = load_client_settings(None, url)
-        if settings.approval_mcp_token is None and not (settings.approval_data_dir / "mcp-token").exists():
-            return None  # a check makes no token
-        tokens, _ = load_tokens(settings)
-    except ApprovalServerError:
-        return None
-    return Target(settings, tokens.mcp)
-
-
 def run_checks(
     env_file: Path, echo: Callable[[str], None], *, url: str | None = None, mcp_config: Path | None = None
 ) -> int:
@@ -151,10 +139,13 @@ def run_checks(
     except ConfigError as exc:
         problem(str(exc))
     claude_check.run_checks(mcp_config, ok=ok, problem=problem, note=note)
+    try:  # each agent's own set-up, against the expiry the hook will meet
+        target = Target(load_client_settings(url=base), mcp_token) if mcp_token is not None else None
+    except ConfigError:  # reported above, with the client settings
+        target = None
+    for agent in agents().values():
+        agent.doctor(target, ok, problem, note)
     if shutil.which("claude") is None:
         note("the claude CLI is not on PATH (npm install -g @anthropic-ai/claude-code)")
-    target = _agent_target(url)
-    for agent in agents().values():  # each agent's own set-up, where `connect` wrote one
-        agent.doctor(target, ok, problem, note)
     echo("All checks passed." if not problems else f"{problems} problem(s) to fix.")
     return problems

@@ -62,6 +62,14 @@ class AgentHook(ABC):
     def answer(self, question: Question, decision: Decision) -> JSONObject:
         """What the agent is told for `decision`."""
 
+    def checked_answer(self, output: Any) -> JSONObject:
+        """The server's answer, as the hook command got it, if the agent reads it as what it says; raises
+        `ValueError` otherwise, and the hook command fails closed. By default any JSON object: an agent that runs
+        the call on an answer it does not understand (Gemini CLI) checks more."""
+        if not isinstance(output, dict):
+            raise ValueError("the server's answer is not a JSON object")
+        return output
+
     def failure(self, event: str | None, why: str) -> Failure:
         """What the hook command does when no decision can be had (the default: exit 2, the reason on stderr)."""
         return Failure(None, f"approval-server could not decide ({why}), so the action was denied.", 2)
