@@ -18,9 +18,9 @@ from typing import Annotated, Any
 
 import typer
 
+from approval_server import SERVER_NAME
 from approval_server.client_config import ClientSettings, load_client_settings
 from approval_server.errors import ConfigError
-from approval_server.mcp_tool import SERVER_NAME
 from approval_server.models import AGENT_NAME
 from approval_server.security import load_tokens
 

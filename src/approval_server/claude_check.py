@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastmcp import Client
 
+from approval_server import SERVER_NAME, TOOL_NAME
 from approval_server.config import user_config_dir
 from approval_server.errors import ApprovalServerError
-from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
 
 MCP_FILE = "claude-code-mcp.json"
 SETTINGS_FILE = "claude-code-settings.json"
@@ -70,6 +69,8 @@ def _expand(value: Any, missing: set[str]) -> Any:
 
 
 async def _tool_names(entry: dict[str, Any]) -> list[str]:
+    from fastmcp import Client  # the MCP client loads only for a check, not for every command
+
     async with Client({"mcpServers": {SERVER_NAME: entry}}, timeout=CHECK_SECONDS) as client:
         return [tool.name for tool in await client.list_tools()]
 

@@ -183,7 +183,7 @@ def db_current(env_file: EnvFile = ENV_DEFAULT) -> None:
 @app.command()
 def version() -> None:
     """Print the version."""
-    from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
+    from approval_server import SERVER_NAME, TOOL_NAME
 
     typer.echo(f"approval-server {__version__} (MCP tool: mcp__{SERVER_NAME}__{TOOL_NAME})")
 

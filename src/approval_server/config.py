@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import phonenumbers
-import sqlalchemy as sa
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -66,6 +65,8 @@ def _base_url(text: str) -> str:
 def _store_url(text: str) -> str:
     """`postgres://…` or `postgresql://…` → psycopg 3's `postgresql+psycopg://…`; `sqlite:///…` as is; anything else
     is a `ValueError` that shows the URL without its password."""
+    import sqlalchemy as sa  # here: the commands an agent runs (hooks) read settings but never a database
+
     try:
         url = sa.make_url(text.strip())
     except sa.exc.ArgumentError:

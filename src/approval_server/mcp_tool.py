@@ -23,7 +23,7 @@ from mcp.types import TextContent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from approval_server import strict_json
+from approval_server import SERVER_NAME, TOOL_NAME, strict_json
 from approval_server.agents.claude_code import failure_output, hook_output, parse_hook_input
 from approval_server.broker import Broker
 from approval_server.decision import Decision, internal_error
@@ -31,8 +31,6 @@ from approval_server.models import ToolCall, check_agent_name, plain_version
 
 logger = logging.getLogger(__name__)
 
-SERVER_NAME = "approval-server"
-TOOL_NAME = "permissions__approve"
 # Claude Code aborts an HTTP tool call that sends nothing for 300 s; a progress notification resets that clock.
 # At least every 15 s (the MCP SDK's own keep-alive rhythm), and no more often: each costs CPU per waiting call.
 PROGRESS_INTERVAL_SECONDS = 14.0

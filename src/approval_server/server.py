@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
-from approval_server import __version__
+from approval_server import SERVER_NAME, TOOL_NAME, __version__
 from approval_server.agents import guarded_paths
 from approval_server.app import create_app
 from approval_server.broker import Broker
@@ -35,7 +35,6 @@ from approval_server.errors import ConfigError
 from approval_server.events import EventHub
 from approval_server.fair_share import Limits
 from approval_server.logs import configure_logging, hide
-from approval_server.mcp_tool import SERVER_NAME, TOOL_NAME
 from approval_server.models import new_request_id
 from approval_server.policy import RulesPolicy
 from approval_server.rules import RuleSet, load_rules

@@ -11,8 +11,8 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.server import create_proxy
 
+from approval_server import SERVER_NAME
 from approval_server.client_config import ClientSettings
-from approval_server.mcp_tool import SERVER_NAME
 from approval_server.security import load_tokens
 
 

@@ -20,10 +20,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from approval_server import SERVER_NAME
 from approval_server.agent_setup import HookEvent, hook_settings, mcp_server
 from approval_server.agents.setup import Plan, Target
 from approval_server.claude_check import PERMISSION_TOOL, AgentViewProblem, check_server, mcp_file, settings_file
-from approval_server.mcp_tool import SERVER_NAME
 
 PROMPT = "your prompt"
 WHERE_TOKENS = "in client.env, written by `serve` or `login --url`, or in the data directory it names"
