@@ -8,20 +8,12 @@ leaves running is killed when it ends, times out or is cancelled.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import time
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.claude_cli import RUN_MARKER, run_pids
+from tests.e2e.agent_cli import CliResult, run_cli
 
 E2E_DIR = Path(__file__).resolve().parent
 BIN_DIR = E2E_DIR / "node_modules" / ".bin"
@@ -31,10 +23,6 @@ API_KEY = "fake-openai-key"
 # `codex` is a node script: node must be on the run's PATH; the agent CLI and approval-server are not.
 NODE_DIR = str(Path(shutil.which("node") or "/usr/bin/node").parent)
 BARE_PATH = ":".join(dict.fromkeys([NODE_DIR, "/usr/bin", "/bin"]))
-
-
-def codex_available() -> bool:
-    return CODEX_BIN.exists() and os.access(CODEX_BIN, os.X_OK)
 
 
 def provider_config(base_url: str, model: str = "fake-model") -> str:
@@ -48,40 +36,11 @@ def provider_config(base_url: str, model: str = "fake-model") -> str:
     )
 
 
-@dataclass
-class CodexResult:
-    argv: list[str]
-    returncode: int
-    timed_out: bool
-    duration_s: float
-    stdout: str
-    stderr: str
-
-    def describe(self) -> str:
-        return (
-            f"codex exited {self.returncode} (timed_out={self.timed_out}, {self.duration_s:.1f}s)\n"
-            f"--- stderr ---\n{self.stderr[-3000:]}\n--- stdout ---\n{self.stdout[-3000:]}"
-        )
-
-
 def headless(printed: Sequence[str], work: Path, prompt: str = "run the command") -> list[str]:
     """A `codex exec …` line as `connect` printed it, run by the pinned binary on `work` with the test's prompt."""
     assert printed[:2] == ["codex", "exec"], printed
     flags = [word for word in printed[2:] if word != "your prompt"]
     return [str(CODEX_BIN), "exec", *flags, "--skip-git-repo-check", "--json", "-C", str(work), prompt]
-
-
-def _kill(pgid: int, run_id: str) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    for _ in range(3):
-        pids = run_pids(run_id)
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
 
 
 async def run_codex(
@@ -91,38 +50,7 @@ async def run_codex(
     cwd: Path,
     env: Mapping[str, str] | None = None,
     timeout: float = 90,  # noqa: ASYNC109 - on expiry the process group is killed, not just the await
-) -> CodexResult:
+) -> CliResult:
     """Run codex to its end (or `timeout` s) without blocking the event loop; cancelling kills it."""
-    run_id = uuid.uuid4().hex
     environment = {"PATH": BARE_PATH, "HOME": str(home), "LANG": "C.UTF-8", "FAKE_API_KEY": API_KEY}
-    environment |= dict(env or {}) | {RUN_MARKER: run_id}
-    started = time.monotonic()
-    timed_out = False
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=cwd,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        timed_out = True
-        _kill(proc.pid, run_id)
-        stdout, stderr = await proc.communicate()
-    except BaseException:
-        _kill(proc.pid, run_id)
-        raise
-    _kill(proc.pid, run_id)
-    assert proc.returncode is not None
-    return CodexResult(
-        list(argv),
-        proc.returncode,
-        timed_out,
-        time.monotonic() - started,
-        stdout.decode(errors="replace"),
-        stderr.decode(errors="replace"),
-    )
+    return await run_cli(argv, cwd=cwd, env=environment | dict(env or {}), timeout=timeout)

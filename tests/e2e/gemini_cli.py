@@ -10,19 +10,13 @@ URL selects a "gateway" sign-in it refuses. When the run ends, its process group
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import time
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.claude_cli import E2E_DIR, RUN_MARKER, run_pids
+from tests.e2e.agent_cli import CliResult, run_cli
+from tests.e2e.claude_cli import E2E_DIR
 
 GEMINI_BIN = E2E_DIR / "node_modules" / ".bin" / "gemini"
 GEMINI_VERSION = json.loads((E2E_DIR / "package.json").read_text())["dependencies"]["@google/gemini-cli"]
@@ -35,39 +29,12 @@ OFFLINE_SETTINGS = {
 }
 
 
-def gemini_available() -> bool:
-    return GEMINI_BIN.exists() and os.access(GEMINI_BIN, os.X_OK)
-
-
 def offline_settings(home: Path) -> Path:
     """Write the user's Gemini settings for an offline run; returns the file."""
     path = home / ".gemini" / "settings.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(OFFLINE_SETTINGS, indent=2))
     return path
-
-
-@dataclass
-class GeminiResult:
-    returncode: int
-    timed_out: bool
-    duration_s: float
-    stdout: str
-    stderr: str
-
-    def describe(self) -> str:
-        return (
-            f"gemini exited {self.returncode} (timed_out={self.timed_out}, {self.duration_s:.1f}s)\n"
-            f"--- stderr ---\n{self.stderr[-3000:]}\n--- stdout ---\n{self.stdout[-3000:]}"
-        )
-
-
-def _kill_run(pgid: int, run_id: str) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    for pid in run_pids(run_id):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
 
 
 async def run_gemini(
@@ -78,13 +45,12 @@ async def run_gemini(
     cwd: Path,
     env: Mapping[str, str] | None = None,
     timeout: float = 90,  # noqa: ASYNC109 - on expiry the process group is killed, not just the await
-) -> GeminiResult:
+) -> CliResult:
     """Run `argv` (a `gemini …` line, such as the one `connect` prints; `gemini` is the pinned binary) with
     `-o stream-json`, without blocking the event loop."""
     if not base_url.startswith("http://127."):
         raise ValueError(f"refusing a non-loopback GOOGLE_GEMINI_BASE_URL: {base_url!r}")
     assert argv[0] == "gemini", argv
-    run_id = uuid.uuid4().hex
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
@@ -94,34 +60,5 @@ async def run_gemini(
         "GOOGLE_GEMINI_BASE_URL": base_url,
         "GEMINI_CLI_TRUST_WORKSPACE": "true",
         **(env or {}),
-        RUN_MARKER: run_id,
     }
-    started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        str(GEMINI_BIN),
-        *argv[1:],
-        "-o",
-        "stream-json",
-        cwd=cwd,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    timed_out = False
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        timed_out = True
-        _kill_run(process.pid, run_id)
-        stdout, stderr = await process.communicate()
-    finally:
-        _kill_run(process.pid, run_id)
-    return GeminiResult(
-        process.returncode if process.returncode is not None else -1,
-        timed_out,
-        time.monotonic() - started,
-        stdout.decode(errors="replace"),
-        stderr.decode(errors="replace"),
-    )
+    return await run_cli([str(GEMINI_BIN), *argv[1:], "-o", "stream-json"], cwd=cwd, env=environment, timeout=timeout)

@@ -35,10 +35,6 @@ OPENCODE_VERSION = json.loads((E2E_DIR / "package.json").read_text())["dependenc
 BRIDGE = [sys.executable, "-I", "-m", "approval_server", "bridge", "opencode"]
 
 
-def opencode_available() -> bool:
-    return OPENCODE_BIN.exists() and os.access(OPENCODE_BIN, os.X_OK)
-
-
 def provider_config(fake_url: str) -> dict[str, Any]:
     """The user configuration keys that point OpenCode at the fake model (`@ai-sdk/openai-compatible` is bundled)."""
     options = {"baseURL": f"{fake_url}/v1", "apiKey": "fake-key"}

@@ -29,13 +29,12 @@ from approval_server.agents.codex_setup import listed_hooks
 from approval_server.agents.setup import CRASHED, Target, write_plan
 from approval_server.client_config import ClientSettings
 from tests.connect_support import cli, printed_command
+from tests.e2e.agent_cli import CliResult, require
 from tests.e2e.codex_cli import (
     BARE_PATH,
     BIN_DIR,
     CODEX_BIN,
     CODEX_VERSION,
-    CodexResult,
-    codex_available,
     headless,
     provider_config,
     run_codex,
@@ -49,9 +48,7 @@ CONNECT_PATH = f"{BIN_DIR}:{BARE_PATH}"  # `connect` finds codex on PATH to trus
 
 @pytest.fixture(autouse=True)
 def require_codex() -> None:
-    """These tests must never be skipped silently."""
-    if not codex_available():
-        pytest.fail("codex CLI not installed: run `npm ci --prefix tests/e2e` (the README's test command does)")
+    require(CODEX_BIN)
 
 
 @dataclass
@@ -78,7 +75,7 @@ class Setup:
     def env(self) -> dict[str, str]:
         return {"CODEX_HOME": str(self.codex_home)}
 
-    async def run(self, argv: list[str], **env: str) -> CodexResult:
+    async def run(self, argv: list[str], **env: str) -> CliResult:
         return await run_codex(argv, home=self.home, cwd=self.work, env=self.env | env)
 
 
@@ -107,7 +104,7 @@ def codex_server(start_server: Callable[..., ServerProcess], tmp_path: Path) -> 
     return lambda **env: start_server(CODEX_HOME=str(tmp_path / "codex"), **env)
 
 
-async def answered(server: ServerProcess, run: Any, body: dict[str, Any]) -> tuple[dict[str, Any], CodexResult]:
+async def answered(server: ServerProcess, run: Any, body: dict[str, Any]) -> tuple[dict[str, Any], CliResult]:
     """Wait for the run's request, answer it through the API with `body`; the request and the run's result."""
     async with server.api() as api:
         task = asyncio.create_task(run)

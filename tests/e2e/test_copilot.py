@@ -6,21 +6,18 @@ off: the hook is then the only gate, and nothing may run that the server did not
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
-import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.connect_support import cli
-from tests.e2e.claude_cli import E2E_DIR, RUN_MARKER, run_pids
+from tests.e2e.agent_cli import CliResult, require, run_cli
+from tests.e2e.claude_cli import E2E_DIR
 from tests.e2e.fake_anthropic import FakeAnthropic, tool_use
 from tests.support import ServerProcess, wait_for_pending
 
@@ -30,32 +27,13 @@ COPILOT_VERSION = json.loads((E2E_DIR / "package.json").read_text())["dependenci
 ALLOW_ALL = ("--yolo",)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def require_copilot() -> None:
-    """Fail when `npm ci` has not been run in tests/e2e: never skipped silently."""
-    if not os.access(COPILOT_BIN, os.X_OK):
-        pytest.fail("copilot CLI not installed: run `npm ci --prefix tests/e2e`")
+    require(COPILOT_BIN)
 
 
-pytestmark = pytest.mark.usefixtures("require_copilot")
-
-
-@dataclass
-class CopilotRun:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def describe(self) -> str:
-        return (
-            f"copilot exited {self.returncode} after {self.seconds:.1f} s\n{self.stdout[-3000:]}\n{self.stderr[-2000:]}"
-        )
-
-
-async def run_copilot(fake: FakeAnthropic, home: Path, cwd: Path, args: Sequence[str] = ()) -> CopilotRun:
+async def run_copilot(fake: FakeAnthropic, home: Path, cwd: Path, args: Sequence[str] = ()) -> CliResult:
     """`copilot -p` as the user starts it (their HOME, where `connect` wrote the hook), offline against `fake`."""
-    run_id = uuid.uuid4().hex
     env = {
         "PATH": os.environ["PATH"],
         "LANG": "C.UTF-8",
@@ -65,33 +43,8 @@ async def run_copilot(fake: FakeAnthropic, home: Path, cwd: Path, args: Sequence
         "COPILOT_PROVIDER_BASE_URL": fake.base_url,
         "COPILOT_PROVIDER_API_KEY": "sk-dummy",
         "COPILOT_MODEL": "claude-sonnet-4.6",
-        RUN_MARKER: run_id,  # the commands it starts inherit it: see run_pids
     }
-    started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        str(COPILOT_BIN),
-        "-p",
-        "do the task",
-        *args,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
-    finally:  # its process group, and any command it started in a session of its own
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        for pid in run_pids(run_id):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-    assert process.returncode is not None
-    return CopilotRun(
-        process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"), time.monotonic() - started
-    )
+    return await run_cli([str(COPILOT_BIN), "-p", "do the task", *args], cwd=cwd, env=env, timeout=120)
 
 
 async def connect(server: ServerProcess, cwd: Path) -> Path:
@@ -107,7 +60,7 @@ def bash(command: str, call_id: str) -> Any:
 
 async def answered(
     server: ServerProcess, fake: FakeAnthropic, cwd: Path, body: dict[str, Any], args: Sequence[str] = ()
-) -> tuple[dict[str, Any], CopilotRun]:
+) -> tuple[dict[str, Any], CliResult]:
     """Run Copilot and answer the request its hook opens with `body`; the request as it was pending, and the run."""
     async with server.api() as api:
         run = asyncio.create_task(run_copilot(fake, server.data_dir, cwd, args))
@@ -241,7 +194,7 @@ async def test_nothing_runs_when_the_server_hangs_past_the_hooks_own_timeout(
         server.process.send_signal(signal.SIGCONT)
     assert not marker.exists(), run.describe()
     assert "approval-server could not decide" in fake.tool_result("toolu_x").content
-    assert 30 < run.seconds < 62
+    assert 30 < run.duration_s < 62
 
 
 def hostile_repository(repo: Path) -> None:

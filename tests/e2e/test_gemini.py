@@ -28,9 +28,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.connect_support import QuickStartServer, cli, printed_command
+from tests.e2e.agent_cli import CliResult, require
 from tests.e2e.claude_cli import serve_asgi
 from tests.e2e.fake_gemini import FakeGemini, Turn, call
-from tests.e2e.gemini_cli import GEMINI_VERSION, GeminiResult, gemini_available, offline_settings, run_gemini
+from tests.e2e.gemini_cli import GEMINI_BIN, GEMINI_VERSION, offline_settings, run_gemini
 from tests.fake_gate import AllowEverything
 from tests.support import free_port, wait_for_pending
 
@@ -54,9 +55,7 @@ server.run(show_banner=False)
 
 @pytest.fixture(autouse=True)
 def require_gemini() -> None:
-    """A missing CLI fails the test: it is never skipped silently."""
-    if not gemini_available():
-        pytest.fail("gemini CLI not installed: run `npm ci --prefix tests/e2e` (the README's test command does)")
+    require(GEMINI_BIN)
 
 
 @dataclass
@@ -121,7 +120,7 @@ async def model(script: Sequence[Turn]) -> AsyncIterator[tuple[FakeGemini, str]]
         yield fake, url
 
 
-def gemini(command: list[str], url: str, home: Path, work: Path, **env: str) -> asyncio.Task[GeminiResult]:
+def gemini(command: list[str], url: str, home: Path, work: Path, **env: str) -> asyncio.Task[CliResult]:
     """The printed line, given the test's prompt, as a task (so that the test can answer meanwhile)."""
     prompt = command.index("-p") + 1
     argv = [*command[:prompt], "run what you were asked to", *command[prompt + 1 :]]

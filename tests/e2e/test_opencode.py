@@ -19,12 +19,13 @@ from starlette.routing import Route
 
 from approval_server.agents.opencode_setup import SERVE, doctor, permission_for
 from tests.connect_support import cli
+from tests.e2e.agent_cli import require
 from tests.e2e.claude_cli import serve_asgi
 from tests.e2e.fake_openai_chat import FakeOpenAIChat, ToolCall, Turn, bash
 from tests.e2e.opencode_cli import (
+    OPENCODE_BIN,
     OPENCODE_VERSION,
     OpenCodeServer,
-    opencode_available,
     provider_config,
     start_bridge,
     wait_until,
@@ -36,9 +37,7 @@ REJECTED = "The user rejected permission to use this specific tool call with the
 
 @pytest.fixture(autouse=True)
 def require_opencode() -> None:
-    """Fail when `npm ci` has not been run in tests/e2e: these tests must never be skipped silently."""
-    if not opencode_available():
-        pytest.fail("opencode not installed: run `npm ci --prefix tests/e2e` (the README's test command does)")
+    require(OPENCODE_BIN)
 
 
 @pytest.fixture
