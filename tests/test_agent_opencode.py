@@ -508,9 +508,17 @@ async def test_the_bridge_sends_opencodes_password(monkeypatch: pytest.MonkeyPat
 
 async def test_server_sent_events_are_read_as_the_format_says() -> None:
     text = ': a comment\n\ndata: {"a":\ndata: 1}\n\ndata: not json\n\nevent: x\ndata: [1]\n\ndata: {"b": 2}\n\n'
-    transport = httpx.MockTransport(lambda _: httpx.Response(200, text=text))
+    stream = {"content-type": "text/event-stream"}
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, text=text, headers=stream))
     async with httpx.AsyncClient(transport=transport) as http, http.stream("GET", "http://x/") as response:
         assert [value async for value in sse_events(response)] == [{"a": 1}, {"b": 2}]
+
+
+async def test_a_response_that_is_not_an_event_stream_is_an_error_the_bridge_reconnects_after() -> None:
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, text='data: {"a": 1}\n\n'))
+    async with httpx.AsyncClient(transport=transport) as http, http.stream("GET", "http://x/") as response:
+        with pytest.raises(httpx.TransportError):
+            [value async for value in sse_events(response)]
 
 
 # -- doctor ----------------------------------------------------------------------------------------------------------

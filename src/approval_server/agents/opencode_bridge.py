@@ -32,6 +32,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from httpx_sse import EventSource
 
 from approval_server.agent_setup import ClientEnvFile, Url, agent_name
 from approval_server.agents.opencode import KIND
@@ -67,20 +68,10 @@ def _reply_in(answer: Any) -> JSONObject | None:
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[JSONObject]:
-    """The JSON objects of a `text/event-stream` (the `data` lines of each event, joined by newlines).
-
-    Written here rather than taken from a library: OpenCode sends only `data:` lines, and this is all of the format
-    the bridge needs; anything that is not a JSON object is skipped."""
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-            continue
-        if line or not data:
-            continue
-        text, data = "\n".join(data), []
+    """The JSON objects an event stream carries; anything that is not one is skipped."""
+    async for event in EventSource(response).aiter_sse():
         try:
-            value = json.loads(text)
+            value = json.loads(event.data)
         except ValueError:
             continue
         if isinstance(value, dict):
