@@ -29,8 +29,8 @@ from typing import Any, Literal
 from wcmatch import glob
 
 from approval_server.errors import ConfigError
-from approval_server.policy import Verdict
 from approval_server.shell import CONTROL, PATTERN_CHARS, Analysis, Argv, analyse
+from approval_server.verdict import Verdict
 from approval_server.weburl import host_named, web_host
 
 Action = Literal["allow", "deny", "ask"]
