@@ -1,13 +1,13 @@
 """The owner's policy: what may run without a human, what never may, and what needs an answer.
 
-The rules themselves (their syntax and matching) live in `rules`, the built-in protection of the server's own files
-in `self_protect`; this combines them into the `Policy` the broker asks (see `verdict`).
+The rules themselves (their syntax and matching) live in `rule_set` and the modules it uses, the built-in protection
+of the server's own files in `self_protect`; this combines them into the `Policy` the broker asks (see `verdict`).
 """
 
 from __future__ import annotations
 
 from approval_server.models import ToolCall
-from approval_server.rules import RuleSet
+from approval_server.rule_set import RuleSet
 from approval_server.self_protect import SelfProtection
 from approval_server.verdict import Verdict
 

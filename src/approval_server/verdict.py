@@ -1,6 +1,6 @@
 """What a policy answers about a tool call (`Verdict`), and the interface the broker asks a policy through (`Policy`).
 
-Both sides build on this module: the broker holds a `Policy`; the rules (`rules`) and the server's self-protection
+Both sides build on this module: the broker holds a `Policy`; the rules (`rule_set`) and the server's self-protection
 (`self_protect`) return `Verdict`s, and `policy` combines them.
 """
 
