@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from approval_server import shell
-from approval_server.rules import RuleSet
+from approval_server.rule_set import RuleSet
 
 RULES = 1000
 P99_TARGET_US = 1000.0

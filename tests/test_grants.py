@@ -22,7 +22,7 @@ from approval_server.events import EventHub
 from approval_server.grants import pattern_for, scopes_for, session_pattern, session_scope
 from approval_server.models import Answer, ApprovalRequest, Remember, Status, ToolCall
 from approval_server.policy import RulesPolicy
-from approval_server.rules import RuleSet
+from approval_server.rule_set import RuleSet
 from approval_server.store import Store
 from tests.dashboard_support import DASHBOARD_TOKEN, signed_in, still_pending
 from tests.support import ServerProcess, wait_for_pending

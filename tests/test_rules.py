@@ -11,7 +11,7 @@ import pytest
 
 from approval_server import shell
 from approval_server.errors import ConfigError
-from approval_server.rules import RuleSet, load_rules
+from approval_server.rule_set import RuleSet, load_rules
 from tests.support import REPO
 
 PREFIX_RULES = """

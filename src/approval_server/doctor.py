@@ -18,7 +18,7 @@ from approval_server.client_config import client_file, load_client_settings, rea
 from approval_server.config import Settings, load_settings
 from approval_server.db_record import DatabaseRecord
 from approval_server.errors import ApprovalServerError, ConfigError
-from approval_server.rules import load_rules
+from approval_server.rule_set import load_rules
 from approval_server.security import load_tokens
 from approval_server.store import Store
 

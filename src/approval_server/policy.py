@@ -1,29 +1,15 @@
 """The owner's policy: what may run without a human, what never may, and what needs an answer.
 
-The rules themselves (their syntax and matching) live in `rules`; this is the broker's view of them.
+The rules themselves (their syntax and matching) live in `rule_set` and the modules it uses, the built-in protection
+of the server's own files in `self_protect`; this combines them into the `Policy` the broker asks (see `verdict`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
-
 from approval_server.models import ToolCall
-
-if TYPE_CHECKING:  # rules and self_protect import Verdict from here
-    from approval_server.rules import RuleSet
-    from approval_server.self_protect import SelfProtection
-
-
-@dataclass(frozen=True)
-class Verdict:
-    action: Literal["allow", "deny", "ask"]
-    rule: str | None = None
-    reason: str | None = None
-
-
-class Policy(Protocol):
-    def evaluate(self, call: ToolCall) -> Verdict: ...
+from approval_server.rule_set import RuleSet
+from approval_server.self_protect import SelfProtection
+from approval_server.verdict import Verdict
 
 
 class RulesPolicy:

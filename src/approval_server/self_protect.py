@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from approval_server.config import Settings, user_config_dir
-from approval_server.policy import Verdict
 from approval_server.shell import analyse
+from approval_server.verdict import Verdict
 
 RULE = "built-in: protect approval-server's own files"
 _REASON = (

@@ -37,7 +37,7 @@ from approval_server.fair_share import Limits
 from approval_server.logs import configure_logging, hide
 from approval_server.models import new_request_id
 from approval_server.policy import RulesPolicy
-from approval_server.rules import RuleSet, load_rules
+from approval_server.rule_set import RuleSet, load_rules
 from approval_server.security import TOKEN_FILES, Tokens, load_tokens
 from approval_server.self_protect import SelfProtection
 from approval_server.store import Store

@@ -1,7 +1,7 @@
 """What a Bash command really runs, read with a real shell parser (bashlex): its simple commands, looked through
 wrappers, `sh -c` and `eval`; the files they name; and the first reason not to trust the text.
 
-The policy rules (`rules`) and the server's self-protection (`self_protect`) both read commands through `analyse`.
+The policy rules (`rule_set`) and the server's self-protection (`self_protect`) both read commands through `analyse`.
 """
 
 from __future__ import annotations
