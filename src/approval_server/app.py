@@ -19,12 +19,13 @@ from starlette.routing import Mount, Route
 
 from approval_server import __version__, api
 from approval_server.broker import Broker
-from approval_server.dashboard import Dashboard, SecurityHeaders
+from approval_server.dashboard import Dashboard
 from approval_server.db_watch import DatabaseWatch
 from approval_server.errors import HTTPError, StoreError
 from approval_server.mcp_tool import build_mcp
 from approval_server.replicas import Replication
 from approval_server.security import RequireBearer, Tokens
+from approval_server.security_headers import SecurityHeaders
 from approval_server.twilio_webhook import PATH as TWILIO_WEBHOOK_PATH
 from approval_server.twilio_webhook import TwilioWebhook
 

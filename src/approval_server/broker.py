@@ -51,9 +51,10 @@ from approval_server.fair_share import FAIR_SHARE_CHANNEL, Limits, Share, Turns
 from approval_server.grants import Grant, pattern_for, scopes_for
 from approval_server.handover import Handovers
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
+from approval_server.records import NOT_DELIVERED
 from approval_server.render import render_text
 from approval_server.sends import Sends
-from approval_server.store import NOT_DELIVERED, Store
+from approval_server.store import Store
 from approval_server.unrecorded import Unrecorded
 from approval_server.verdict import Policy
 

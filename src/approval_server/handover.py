@@ -25,7 +25,8 @@ from approval_server.errors import NotDelivered, RequestClosed
 from approval_server.leases import Leases
 from approval_server.models import Answer, ApprovalRequest
 from approval_server.notices import NOTICE_CHANNEL, Notice
-from approval_server.store import APPLIED, HANDED_OVER, NOT_DELIVERED, TOO_LATE, Store, answer_row, row_to_answer
+from approval_server.records import APPLIED, HANDED_OVER, NOT_DELIVERED, TOO_LATE, answer_row, row_to_answer
+from approval_server.store import Store
 from approval_server.tables import answers, requests
 
 # How long the giver waits for the owner's word before it withdraws the answer (an owner frozen or cut off).

@@ -12,8 +12,9 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from approval_server.database import DB_NOW
 from approval_server.models import Status
-from approval_server.store import DB_NOW, Store
+from approval_server.store import Store
 from approval_server.tables import replicas, requests
 
 TAKEOVER_REASON = "the server the agent waited on stopped renewing its lease (it died or lost the database)"

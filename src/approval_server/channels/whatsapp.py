@@ -45,9 +45,10 @@ from approval_server.decision import describe_duration
 from approval_server.errors import StoreError
 from approval_server.grants import Grant, remembered_text
 from approval_server.models import ApprovalRequest, Status
+from approval_server.outbound import OutboundMessage
 from approval_server.outbox import Outbox
 from approval_server.render import FENCE, for_monospace, monospace, render_whatsapp, visible
-from approval_server.store import OutboundMessage, Store
+from approval_server.store import Store
 from approval_server.web_auth import WebAuth
 
 logger = logging.getLogger(__name__)
