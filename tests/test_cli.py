@@ -24,17 +24,22 @@ from tests.support import API_TOKEN, MCP_TOKEN, REPO, SHARED_DASHBOARD_TOKEN, Se
 TOOL = "permissions__approve"
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`approval-server …` as a user runs it, in `cwd`, with only `env` set (and no terminal to prompt on)."""
     environment = {"PATH": os.environ["PATH"], "HOME": str(cwd), "APPROVAL_DATA_DIR": str(cwd / "data")}
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "approval_server", *args],
         cwd=cwd,
         env=environment,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        start_new_session=True,
     )
 
 

@@ -13,7 +13,8 @@ from dotenv import dotenv_values
 
 from tests.fake_twilio import DEFAULT_SENDER, FakeTwilio
 from tests.support import ServerProcess
-from tests.test_twilio_checks import OWN_SENDER, cli, one_line_and_exit_2
+from tests.test_cli import cli
+from tests.test_twilio_checks import OWN_SENDER, one_line_and_exit_2
 from tests.whatsapp_support import ALICE, BOB, PUBLIC_URL, sent_to, text_of
 
 SANDBOX = DEFAULT_SENDER.removeprefix("whatsapp:")

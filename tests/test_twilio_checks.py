@@ -4,9 +4,7 @@ Twilio that cannot be reached is said in one line, never a traceback; `setup-tem
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,29 +12,11 @@ import pytest
 
 from tests.fake_twilio import FakeTwilio
 from tests.support import REPO
+from tests.test_cli import cli
 from tests.whatsapp_support import make_template, whatsapp_env
 
 OWN_SENDER = "whatsapp:+15017122661"
 CONFIG = str(REPO / "template_config.json")
-
-
-def cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`approval-server …` as a user runs it, in `cwd`, with only `env` set (and no terminal to prompt on)."""
-    environment = {"PATH": os.environ["PATH"], "HOME": str(cwd), "APPROVAL_DATA_DIR": str(cwd / "data")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "approval_server", *args],
-        cwd=cwd,
-        env=environment,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        start_new_session=True,
-    )
 
 
 def one_line_and_exit_2(result: subprocess.CompletedProcess[str]) -> str:
