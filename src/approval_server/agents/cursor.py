@@ -140,8 +140,5 @@ class CursorHook(AgentHook):
     def guarded_paths(self) -> list[Path]:
         return [hooks_file()]
 
-    def client(self, event: str, version: str | None) -> str:
-        return f"{self.title}{f' {version}' if version else ''}, {event} hook"
-
 
 AGENT = CursorHook()
