@@ -19,8 +19,9 @@ import typer
 import yaml
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 
+from approval_server.channels.plugin import sections
 from approval_server.cli import app as cli_app
-from approval_server.config import Settings, load_settings
+from approval_server.config import Settings, load_settings, setting_names
 from tests.support import REPO, ServerProcess, free_port
 
 COMPOSE: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
@@ -156,7 +157,7 @@ def test_replicas_get_a_valid_configuration_for_the_database_postgres_runs(monke
 
 
 def test_every_setting_in_compose_is_one_the_server_or_uvicorn_reads() -> None:
-    known = {name.upper() for name in Settings.model_fields} | OTHER_SETTINGS
+    known = setting_names([Settings, *sections()]) | OTHER_SETTINGS
     assert set(SERVICES["replica-a"]["environment"]) <= known
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from approval_server.channels.plugin import channel_plugins
 from approval_server.config import Settings
 from tests.browser import DOC_IMAGES
-from tests.reference_docs import cli, configuration
+from tests.reference_docs import channel_page, cli, configuration
 from tests.support import REPO
 
 SETTINGS = [name.upper() for name in Settings.model_fields]
@@ -50,3 +51,11 @@ def test_every_picture_in_the_docs_is_made_by_a_browser_test() -> None:
 def test_the_reference_pages_are_made_from_the_code(page: str, make: Callable[[], str]) -> None:
     """Run scripts/reference-docs after changing a setting or a command."""
     assert (REPO / "docs" / page).read_text() == make()
+
+
+@pytest.mark.parametrize("channel", sorted(channel_plugins()))
+def test_each_channel_has_a_page_with_its_settings_and_commands_made_from_its_code(channel: str) -> None:
+    """Run scripts/reference-docs after changing a channel's settings or commands."""
+    page, text, made = channel_page(channel_plugins()[channel])
+    assert page.exists()
+    assert text == made

@@ -18,7 +18,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from approval_server.channels.whatsapp import (
+from approval_server.channels.phone_text import (
     MAX_SHOWN,
     NAME_LIMIT,
     PART_LIMIT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from approval_server.template_setup import content_create_request, read_config
+from approval_server.channels.whatsapp.template import content_create_request, read_config
 from tests.fake_twilio import DEFAULT_SENDER, FakeTwilio, Message
 from tests.support import REPO
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from approval_server import __version__, api
 from approval_server.broker import Broker
@@ -26,8 +26,6 @@ from approval_server.mcp_tool import build_mcp
 from approval_server.replicas import Replication
 from approval_server.security import RequireBearer, Tokens
 from approval_server.security_headers import SecurityHeaders
-from approval_server.twilio_webhook import PATH as TWILIO_WEBHOOK_PATH
-from approval_server.twilio_webhook import TwilioWebhook
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +75,13 @@ def create_app(
     tokens: Tokens,
     allowed_hosts: list[str],
     dashboard: Dashboard,
-    twilio_webhook: TwilioWebhook | None = None,
+    channel_routes: Sequence[BaseRoute] = (),
     lease_seconds: float | None = None,
     watch: DatabaseWatch | None = None,
 ) -> Starlette:
-    """`lease_seconds`: on a shared database, this server is one replica among others (see `replicas`); `watch`:
-    the database file's, while the app runs."""
+    """`channel_routes`: the inbound routes of the channels that are on (their webhooks); `lease_seconds`: on a
+    shared database, this server is one replica among others (see `replicas`); `watch`: the database file's, while
+    the app runs."""
     mcp = build_mcp(broker)
     mcp_auth = [Middleware(RequireBearer, token=tokens.mcp, realm="MCP")]
     mcp_http = mcp.http_app(path="/mcp", middleware=mcp_auth)
@@ -107,7 +106,7 @@ def create_app(
             await broker.store.aclose()
 
     hook_auth = Middleware(RequireBearer, token=tokens.mcp, other_tokens=(tokens.api,), realm="MCP")
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", Health(tokens.api).respond, methods=["GET"]),
         # A hook asks with the MCP token (an agent's, the least it needs) or the API token.
         Route("/api/hook", api.hook, methods=["POST"], middleware=[hook_auth]),
@@ -117,8 +116,7 @@ def create_app(
         Route("/sse", mcp_sse),
         Route("/messages/", mcp_sse),
     ]
-    if twilio_webhook is not None:
-        routes.append(Route(TWILIO_WEBHOOK_PATH, twilio_webhook.handle, methods=["POST"]))
+    routes += channel_routes
     routes.append(Mount("", routes=dashboard.routes, middleware=[Middleware(SecurityHeaders)]))
     handlers: dict[Any, Any] = {
         HTTPError: _http_error,

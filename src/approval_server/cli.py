@@ -1,6 +1,7 @@
 """The `approval-server` command: a thin layer that parses, calls the same code the server uses, and prints.
 
-This module holds the application, the server's own commands (`serve`, `doctor`, `setup-template`, `db …`) and the
+This module holds the application, the server's own commands (`serve`, `doctor`, `db …`; each channel adds its own,
+`setup <channel>`) and the
 entry point; the approver's commands are in cli_requests.py, the agent's in cli_agent.py, Claude Code's set-up in
 connect.py and agent_setup.py."""
 
@@ -14,9 +15,9 @@ import typer
 
 from approval_server import __version__, agent_setup, cli_agent, cli_requests, connect
 from approval_server.agents import agents
-from approval_server.config import Settings, load_settings
+from approval_server.channels.plugin import channel_plugins
+from approval_server.config import Settings
 from approval_server.errors import ApprovalServerError, ConfigError
-from approval_server.setup_whatsapp import setup_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -47,7 +48,9 @@ ENV_DEFAULT = Path(".env")
 
 
 def _settings(env_file: Path, **overrides: Any) -> Settings:
-    return load_settings(env_file if env_file.exists() else None, **overrides)
+    from approval_server.configuration import load_server_settings
+
+    return load_server_settings(env_file if env_file.exists() else None, **overrides)
 
 
 @app.command()
@@ -57,6 +60,7 @@ def serve(
     env_file: EnvFile = ENV_DEFAULT,
 ) -> None:
     """Run the server: MCP at /mcp, the HTTP API at /api."""
+    from approval_server.configuration import load_configuration
     from approval_server.server import serve as run_server
 
     overrides: dict[str, Any] = {}
@@ -64,7 +68,8 @@ def serve(
         overrides["server_host"] = host
     if port is not None:
         overrides["server_port"] = port
-    run_server(_settings(env_file, **overrides), env_file if env_file.exists() else None)
+    files = env_file if env_file.exists() else None
+    run_server(load_configuration(files, **overrides), files)
 
 
 # The approver's commands (cli_requests.py), then the agent's and Claude Code's set-up.
@@ -80,19 +85,6 @@ app.command("hook-config")(agent_setup.hook_config)
 app.command()(cli_requests.dashboard)
 app.command()(cli_agent.login)
 app.command()(cli_agent.hook)
-
-
-@app.command("setup-template")
-def setup_template(
-    config: Annotated[Path, typer.Option(help="The template definition.")] = Path("template_config.json"),
-    env_file: EnvFile = ENV_DEFAULT,
-) -> None:
-    """Create the WhatsApp template with Approve / Deny buttons and write its SID into .env (safe to rerun)."""
-    from approval_server.template_setup import set_up_template
-
-    sid, created = set_up_template(_settings(env_file), config, env_file)
-    typer.echo(f"{'Created' if created else 'Found'} template {sid}; TWILIO_CONTENT_SID={sid} is in {env_file}.")
-    typer.echo("Restart the server to use it.")
 
 
 app.command()(cli_agent.stdio)
@@ -125,6 +117,12 @@ db_app = typer.Typer(
     help="The database: see where its schema stands, migrate it, or begin a new one on purpose.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+setup_app = typer.Typer(
+    help="Guided set-up: connect the server to a messaging service, checked live.", no_args_is_help=True
+)
+# Each channel adds its own commands (`setup <channel>`, …), as its module says (`channels`).
+for _channel in channel_plugins().values():
+    _channel.commands(app, setup_app)
 app.add_typer(setup_app, name="setup")
 
 

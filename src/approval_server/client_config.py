@@ -23,7 +23,7 @@ from dotenv import dotenv_values
 from pydantic import HttpUrl
 from pydantic_settings import SettingsConfigDict
 
-from approval_server.config import Settings, load_settings, user_config_dir
+from approval_server.config import Settings, load_section, user_config_dir
 from approval_server.errors import ConfigError
 
 CLIENT_FILE = "client.env"
@@ -88,9 +88,9 @@ def load_client_settings(
         overrides.setdefault("approval_url", None)
         overrides.setdefault("server_host", "127.0.0.1")
         overrides.setdefault("server_port", 8000)
-    settings = load_settings(tuple(files) or None, settings_class=ClientSettings, **overrides)
-    assert isinstance(settings, ClientSettings)
-    return settings
+    from approval_server.channels.plugin import sections  # the server's .env may be among the files
+
+    return load_section(ClientSettings, tuple(files) or None, sections(), **overrides)
 
 
 def _line(key: str, value: str) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import phonenumbers
+from dotenv import set_key
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -17,37 +17,8 @@ from approval_server.errors import ConfigError
 from approval_server.setting_names import misspelt_in_environment, misspelt_in_files
 
 DEFAULT_POLICY_FILE = "policy.toml"
+DEFAULT_PEOPLE_FILE = "people.toml"
 _ALL_INTERFACES = ("0.0.0.0", "::", "")  # noqa: S104 (recognised, not bound)
-
-
-EXAMPLE_PHONE = "+14155552671"
-_LENGTH_PROBLEMS = {
-    phonenumbers.ValidationResult.TOO_SHORT: "too short",
-    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "too short (its area code may be missing)",
-    phonenumbers.ValidationResult.TOO_LONG: "too long",
-    phonenumbers.ValidationResult.INVALID_LENGTH: "not of a length in use",
-}
-
-
-def _e164(number: str) -> str:
-    """`+1 (415) 555-2671` or `whatsapp:+14155552671` → `+14155552671`; anything else is a `ValueError` that says
-    what is wrong: not in the international form, the wrong length, or well-formed but no valid number."""
-    shown = number.strip()
-    try:
-        parsed = phonenumbers.parse(shown.removeprefix("whatsapp:"), None)
-    except phonenumbers.NumberParseException:
-        raise ValueError(
-            f"{shown!r} is not a phone number in the international form (+, the country code, then the number, "
-            f"e.g. {EXAMPLE_PHONE})"
-        ) from None
-    code = parsed.country_code or 0  # set by every parse that succeeds
-    country = f"+{code} ({phonenumbers.region_code_for_country_code(code)})"
-    length = _LENGTH_PROBLEMS.get(phonenumbers.is_possible_number_with_reason(parsed))
-    if length is not None:
-        raise ValueError(f"{shown!r} is not a valid phone number: {length} for {country}")
-    if not phonenumbers.is_valid_number(parsed):
-        raise ValueError(f"{shown!r} is well-formed but not a valid number for its country, {country}: check it")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _base_url(text: str) -> str:
@@ -97,28 +68,25 @@ def user_config_dir() -> Path:
     return Path(base) / "approval-server"
 
 
-@dataclass(frozen=True)
-class WhatsAppSettings:
-    account_sid: str
-    auth_token: str
-    sender: str
-    approvers: list[str]
-    public_url: str
-    webhook_url: str
-    content_sid: str | None
-    api_base_url: str | None
-    per_minute: int = 6
-    quiet_seconds: float = 15.0
-    send_timeout: float = 10.0
-
-
-class Settings(BaseSettings):
-    """Every setting, by the name it has in the environment and in `.env` (case does not matter)."""
+class SettingsSection(BaseSettings):
+    """A part of the configuration, read from the environment and `.env` by the names of its fields (case does not
+    matter): the core settings below, and each channel's own (see `channels.plugin`)."""
 
     # Each setting's docstring is its description in docs/configuration.md (made by `scripts/reference-docs`).
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", use_attribute_docstrings=True
     )
+    prefixes: ClassVar[tuple[str, ...]] = ()
+    """The prefixes of the section's names: a name with one that is no setting is taken for a misspelling."""
+
+
+Section = TypeVar("Section", bound=SettingsSection)
+
+
+class Settings(SettingsSection):
+    """The core settings, by the name each has in the environment and in `.env`."""
+
+    prefixes = ("APPROVAL_", "SERVER_")
 
     server_port: int = Field(default=8000, ge=1, le=65535)
     """Port for MCP, the API, the dashboard and webhooks (`serve --port` too)."""
@@ -175,33 +143,11 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(default=None, json_schema_extra={"shown_default": "`policy.toml` if it exists"})
     """The rules file: what runs without a human, what never runs (see `policy.example.toml`); without one, reads
     inside the agent's working directory run and everything else asks."""
+    people_file: Path | None = Field(default=None, json_schema_extra={"shown_default": "`people.toml` if it exists"})
+    """The approvers, by name, with their identity on each channel (see docs/people.md); a channel's own settings
+    (`APPROVAL_PHONE`) add one unnamed person per identity."""
 
-    twilio_account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")
-    """Your Twilio account SID (`AC…`); WhatsApp is on when this, the auth token, the sender and the approvers are
-    set."""
-    twilio_auth_token: SecretStr | None = None
-    """The account's auth token (it signs Twilio's webhooks; an API key secret cannot check them)."""
-    twilio_whatsapp_from: str | None = None
-    """The WhatsApp sender, e.g. `whatsapp:+14155238886` (the sandbox)."""
-    twilio_content_sid: str | None = Field(default=None, pattern=r"^HX[0-9a-fA-F]{32}$")
-    """The Content API template with the Approve / Deny buttons (`HX…`, made by `setup whatsapp` or
-    `setup-template`); without it, or when Twilio refuses it, plain text with reply instructions."""
-    twilio_api_base_url: HttpUrl | None = Field(default=None, json_schema_extra={"shown_default": "Twilio's own"})
-    """Send Twilio API calls to another host: a fake Twilio in tests or load tests."""
-    approval_phone: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """The approvers' WhatsApp numbers, international form, comma-separated: only they are asked and only they
-    count."""
-    approval_whatsapp_per_minute: int = Field(default=6, ge=1, le=1000)
-    """Requests sent to one approver a minute; past it, requests are held back (they still wait) and one message says
-    how many, with the dashboard's link."""
-    approval_whatsapp_quiet_seconds: float = Field(default=15.0, ge=0, le=600)
-    """A reply with no request id (`yes`, `no`) counts only when the only waiting request's message has been the last
-    one the approver got for this long."""
-    approval_send_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    """The longest one call to Twilio may take, all included; past it, that message has failed, and when every
-    approver's has, the request is denied at once. Sends never hold up an answer."""
-
-    @field_validator("database_url", "twilio_account_sid", "twilio_content_sid", "twilio_whatsapp_from", mode="before")
+    @field_validator("database_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -211,22 +157,10 @@ class Settings(BaseSettings):
     def _public_base_url(cls, value: object) -> object:
         return _base_url(value) if isinstance(value, str) else value
 
-    @field_validator("twilio_whatsapp_from")
-    @classmethod
-    def _whatsapp_address(cls, value: str | None) -> str | None:
-        return None if value is None else "whatsapp:" + _e164(value)
-
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str | None) -> str | None:
         return None if value is None else _store_url(value)
-
-    @field_validator("approval_phone", mode="before")
-    @classmethod
-    def _phone_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [_e164(number) for number in value.split(",") if number.strip()]
-        return value
 
     @model_validator(mode="after")
     def _token_holds_an_agent(self) -> Settings:
@@ -239,39 +173,6 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def whatsapp(self) -> WhatsAppSettings | None:
-        """The WhatsApp settings, or None when WhatsApp is off. Raises `ConfigError` when it is half configured."""
-        needed = {
-            "TWILIO_ACCOUNT_SID": self.twilio_account_sid,
-            "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
-            "TWILIO_WHATSAPP_FROM": self.twilio_whatsapp_from,
-            "APPROVAL_PHONE": self.approval_phone or None,
-        }
-        if all(value is None for value in needed.values()):
-            return None
-        missing = [name for name, value in needed.items() if value is None]
-        if self.public_url is None:
-            missing.append("PUBLIC_URL")
-        if missing or not (self.twilio_account_sid and self.twilio_auth_token and self.twilio_whatsapp_from):
-            raise ConfigError(
-                f"WhatsApp is half configured: {', '.join(missing)} missing. Set them (PUBLIC_URL is the public "
-                "base URL Twilio calls, needed to check its signatures), or remove the other TWILIO_* settings."
-            )
-        return WhatsAppSettings(
-            account_sid=self.twilio_account_sid,
-            auth_token=self.twilio_auth_token.get_secret_value(),
-            sender=self.twilio_whatsapp_from,
-            approvers=list(self.approval_phone),
-            public_url=str(self.public_url).rstrip("/"),
-            webhook_url=str(self.public_url).rstrip("/") + "/twilio-webhook",
-            content_sid=self.twilio_content_sid,
-            api_base_url=str(self.twilio_api_base_url).rstrip("/") if self.twilio_api_base_url else None,
-            per_minute=self.approval_whatsapp_per_minute,
-            quiet_seconds=self.approval_whatsapp_quiet_seconds,
-            send_timeout=self.approval_send_timeout_seconds,
-        )
-
-    @property
     def policy_path(self) -> Path | None:
         """The rules file to load, or None for the built-in default rules (no POLICY_FILE, no `policy.toml`)."""
         if self.policy_file is not None:
@@ -279,6 +180,16 @@ class Settings(BaseSettings):
                 raise ConfigError(f"POLICY_FILE={self.policy_file} does not exist (see policy.example.toml).")
             return self.policy_file
         default = Path(DEFAULT_POLICY_FILE)
+        return default if default.is_file() else None
+
+    @property
+    def people_path(self) -> Path | None:
+        """The people file to load, or None when there is none (no PEOPLE_FILE, no `people.toml`)."""
+        if self.people_file is not None:
+            if not self.people_file.is_file():
+                raise ConfigError(f"PEOPLE_FILE={self.people_file} does not exist (see docs/people.md).")
+            return self.people_file
+        default = Path(DEFAULT_PEOPLE_FILE)
         return default if default.is_file() else None
 
     @property
@@ -328,29 +239,60 @@ class Settings(BaseSettings):
         return list(dict.fromkeys(hosts))
 
 
-def setting_names(settings_class: type[Settings]) -> frozenset[str]:
-    """Every name a setting of `settings_class` is read by, in capitals, and the client's `APPROVAL_URL` (it may
-    be in the same files: `--env-file`)."""
+def write_env(env_file: Path, values: dict[str, str]) -> None:
+    """Set `values` in `env_file`, leaving its other lines as they are; a new file is readable by its owner only (it
+    holds secrets)."""
+    try:
+        if not env_file.exists():
+            os.close(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        for key, value in values.items():
+            set_key(str(env_file), key, value, quote_mode="never")
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {env_file}: {exc.strerror or exc}") from None
+
+
+def setting_names(classes: Iterable[type[SettingsSection]]) -> frozenset[str]:
+    """Every name a setting of `classes` is read by, in capitals, and the client's `APPROVAL_URL` (it may be in the
+    same files: `--env-file`)."""
     names = {"APPROVAL_URL"}
-    for name, field in settings_class.model_fields.items():
-        names.add(name.upper())
-        if isinstance(field.validation_alias, AliasChoices):
-            names.update(choice.upper() for choice in field.validation_alias.choices if isinstance(choice, str))
+    for settings_class in classes:
+        for name, field in settings_class.model_fields.items():
+            names.add(name.upper())
+            if isinstance(field.validation_alias, AliasChoices):
+                names.update(choice.upper() for choice in field.validation_alias.choices if isinstance(choice, str))
     return frozenset(names)
 
 
 def load_settings(
-    env_file: Path | str | tuple[Path, ...] | None = ".env", settings_class: type[Settings] = Settings, **overrides: Any
+    env_file: Path | str | tuple[Path, ...] | None = ".env",
+    sections: Iterable[type[SettingsSection]] = (),
+    **overrides: Any,
 ) -> Settings:
-    """Read the settings (the server's from `.env` by default; a client's from the files it gives), turning
-    validation errors into one readable `ConfigError`. A name in the files that looks like a setting but is none is
-    refused; one in the environment is warned about on stderr (see `setting_names`)."""
+    """The core settings (see `load_section`)."""
+    return load_section(Settings, env_file, sections, **overrides)
+
+
+def load_section(
+    settings_class: type[Section],
+    env_file: Path | str | tuple[Path, ...] | None = ".env",
+    sections: Iterable[type[SettingsSection]] = (),
+    *,
+    warn: bool = True,
+    **overrides: Any,
+) -> Section:
+    """Read one section of the settings (the core, a client's, a channel's) from the environment and the files given
+    (the server's `.env` by default), turning validation errors into one readable `ConfigError`. A name in the files
+    that looks like a setting of `settings_class` or of the other `sections` but is none is refused; one in the
+    environment is warned about on stderr (see `setting_names`), unless `warn` is False (another section of the same
+    files was read first, and warned)."""
     files = tuple(Path(each) for each in (env_file if isinstance(env_file, tuple) else (env_file,) if env_file else ()))
-    known = setting_names(settings_class)
-    misspelt = misspelt_in_files(files, known)
+    classes: list[type[SettingsSection]] = [settings_class, *sections]
+    known = setting_names(classes)
+    prefixes = tuple(dict.fromkeys(prefix for each in classes for prefix in each.prefixes))
+    misspelt = misspelt_in_files(files, known, prefixes)
     if misspelt:
         raise ConfigError("\n".join(misspelt))
-    for warning in misspelt_in_environment(os.environ, known):
+    for warning in misspelt_in_environment(os.environ, known) if warn else ():
         print(f"approval-server: {warning}", file=sys.stderr)
     try:
         return settings_class(_env_file=env_file, **overrides)  # type: ignore[call-arg]

@@ -47,7 +47,7 @@ _HERE = Path(__file__).parent
 
 
 class Dashboard(DashboardAccess):
-    """The dashboard's routes (made with `DashboardAccess`'s arguments: the broker, the web auth, the approvers)."""
+    """The dashboard's routes (made with `DashboardAccess`'s arguments: the broker, the web auth, the people)."""
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -216,7 +216,7 @@ class Dashboard(DashboardAccess):
             link = self._auth.read_request_link(token, (row.expires_at - row.created_at).total_seconds())
         except LinkRefused as exc:
             raise Refused(403, "Link refused", str(exc)) from None
-        if link.approver not in self._approvers:
+        if self._people.named(link.approver) is None:
             raise Refused(403, "Link refused", "This link was made for someone who is no longer an approver.")
         if row.status is not Status.PENDING:
             raise Refused(410, "Link no longer valid", f"Request {row.id} is already {row.status.value}.")

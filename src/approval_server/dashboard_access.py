@@ -4,7 +4,7 @@ wrong tokens, and the pages and fragments rendered from the templates."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -18,6 +18,7 @@ from approval_server.broker import Broker
 from approval_server.dashboard_templates import templates
 from approval_server.decision_form import Refused
 from approval_server.errors import BadRequest, TooLarge
+from approval_server.people import People
 from approval_server.web_auth import SESSION_COOKIE, SESSION_SECONDS, WebAuth, WrongTokenLimit
 
 MAX_FORM_BYTES = 2 * 1024 * 1024
@@ -42,12 +43,12 @@ class DashboardAccess:
         self,
         broker: Broker,
         auth: WebAuth,
-        approvers: Collection[str] = (),
+        people: People | None = None,
         wrong_tokens: WrongTokenLimit | None = None,
     ) -> None:
         self._broker = broker
         self._auth = auth
-        self._approvers = set(approvers)
+        self._people = people or People()
         self._templates = templates()
         self._wrong_tokens = wrong_tokens or WrongTokenLimit()
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import httpx
 
-from approval_server import claude_check, twilio_checks
+from approval_server import claude_check
 from approval_server.agents import agents
-from approval_server.agents.setup import Target
+from approval_server.agents.setup import Report, Target
 from approval_server.client_config import client_file, load_client_settings, readable_client_file, remembered_url
-from approval_server.config import Settings, load_settings
+from approval_server.config import Settings
+from approval_server.configuration import Configuration, load_configuration
 from approval_server.db_record import DatabaseRecord
 from approval_server.errors import ApprovalServerError, ConfigError
 from approval_server.rule_set import load_rules
@@ -31,6 +32,22 @@ def _reachable(settings: Settings, env_file: Path) -> str | None:
         if path.exists() and os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
             return str(path)
     return None
+
+
+def _channels(configuration: Configuration, ok: Report, problem: Report, note: Report) -> None:
+    """Each channel's settings, then its own live checks (see `ChannelPlugin.doctor`), and who they reach."""
+    on = 0
+    for each in configuration.channels:
+        if each.error is not None:
+            problem(str(each.error))
+            continue
+        on += each.config is not None
+        each.plugin.doctor(each.config, ok, problem, note)
+    people = configuration.people
+    if len(people):
+        ok(f"people: {', '.join(person.name for person in people)}")
+    if not on and configuration.settings.public_url is None:
+        note("no channel is on and PUBLIC_URL is not set: requests are answered on the dashboard, fine for local use")
 
 
 def run_checks(
@@ -55,10 +72,11 @@ def run_checks(
     else:
         note(f"no {env_file}: using the environment and defaults (copy .env.example to .env to change them)")
     try:
-        settings: Settings = load_settings(env_file if env_file.exists() else None)
+        configuration = load_configuration(env_file if env_file.exists() else None)
     except ConfigError as exc:
         problem(str(exc))
         return problems
+    settings: Settings = configuration.settings
     expiry = settings.approval_timeout_seconds
     ok(f"settings are valid (port {settings.server_port}, requests expire after {expiry:g} s)")
 
@@ -127,7 +145,7 @@ def run_checks(
     except httpx.HTTPError:
         problem(f"no server answers at {base}: start it with  approval-server serve")
 
-    twilio_checks.report(settings, ok, problem, note)  # the WhatsApp settings, checked live against Twilio
+    _channels(configuration, ok, problem, note)
     if settings.server_host not in ("127.0.0.1", "localhost", "::1"):
         note(f"the server binds {settings.server_host}: other machines can reach it (tokens still required)")
     try:  # where the hook and the approver's commands find the server (never ./.env)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from approval_server.config import Settings, user_config_dir
+from approval_server.config import DEFAULT_PEOPLE_FILE, DEFAULT_POLICY_FILE, Settings, user_config_dir
 from approval_server.shell import analyse
 from approval_server.verdict import Verdict
 
@@ -72,7 +72,10 @@ class SelfProtection:
         """The files of a server started with these settings (and this .env file, if any), and `others`: the
         agents' own files that say where their hooks connect."""
         paths: list[Path] = [settings.approval_data_dir, user_config_dir(), *others]
-        paths += [path for path in (settings_file, settings.policy_path) if path is not None]
+        paths += [path for path in (settings_file, settings.policy_path, settings.people_path) if path is not None]
+        # Also where the default rules and people files would be read from on the next start, while they do not
+        # exist: an agent that wrote one there would choose its own rules or approvers.
+        paths += [Path(DEFAULT_POLICY_FILE), Path(DEFAULT_PEOPLE_FILE)]
         database = settings.store_url
         if database.startswith("sqlite:///"):
             db = Path(database.removeprefix("sqlite:///"))

@@ -18,9 +18,10 @@ from approval_server.app import create_app
 from approval_server.broker import Broker
 from approval_server.channels import Channel
 from approval_server.channels.log import LogChannel
-from approval_server.channels.whatsapp import WhatsAppChannel
+from approval_server.channels.plugin import ChannelDeps
 from approval_server.client_config import remember_server
-from approval_server.config import Settings, WhatsAppSettings
+from approval_server.config import Settings
+from approval_server.configuration import Configuration, Configured
 from approval_server.connections import (
     REQUEST_SECONDS,
     ConnectionGuard,
@@ -41,7 +42,6 @@ from approval_server.rule_set import RuleSet, load_rules
 from approval_server.security import TOKEN_FILES, Tokens, load_tokens
 from approval_server.self_protect import SelfProtection
 from approval_server.store import Store
-from approval_server.twilio_webhook import TwilioWebhook
 from approval_server.web_auth import WebAuth, WrongTokenLimit
 
 logger = logging.getLogger(__name__)
@@ -50,17 +50,19 @@ logger = logging.getLogger(__name__)
 RESPONSE_FLUSH_SECONDS = 0.2
 
 
-def whatsapp_status(whatsapp: WhatsAppSettings | None) -> str:
-    if whatsapp is None:
-        return "off (set the TWILIO_* settings, APPROVAL_PHONE and PUBLIC_URL to turn it on)"
-    template = "with buttons" if whatsapp.content_sid else "plain text (no TWILIO_CONTENT_SID)"
-    return f"{len(whatsapp.approvers)} approver(s), {template}; Twilio webhook: {whatsapp.webhook_url}"
-
-
 def policy_status(path: Path | None) -> str:
     if path is None:
         return "built-in default (reads in the working directory run; everything else asks). See policy.example.toml"
     return f"{path.resolve()}"
+
+
+def people_status(configuration: Configuration) -> str:
+    people = configuration.people
+    if not len(people):
+        return "none configured: requests are answered on the dashboard, with the CLI or the API"
+    names = ", ".join(person.name for person in people)
+    source = f" ({configuration.settings.people_path})" if configuration.settings.people_path else ""
+    return f"{len(people)}: {names}{source}"
 
 
 class _Server(uvicorn.Server):
@@ -127,15 +129,16 @@ def token_lines(settings: Settings, tokens: Tokens, created: list[Path], url: st
     return lines
 
 
-def serve(settings: Settings, env_file: Path | None = None) -> None:
+def serve(configuration: Configuration, env_file: Path | None = None) -> None:
     """Start the server and block until it stops. Raises `ConfigError` / `StoreError` before serving."""
-    whatsapp_settings = settings.whatsapp
+    settings = configuration.settings
+    configuration.on()  # a channel half set up stops the start, before anything is bound
     policy_path = settings.policy_path
     rules = load_rules(policy_path) if policy_path else RuleSet.default()
     configure_logging(settings.approval_log_level)
     sockets = listen(settings.server_host, settings.server_port)
     try:
-        _serve_on(sockets, settings, env_file, whatsapp_settings, policy_path, rules)
+        _serve_on(sockets, configuration, env_file, policy_path, rules)
     finally:
         for sock in sockets:
             sock.close()
@@ -143,14 +146,16 @@ def serve(settings: Settings, env_file: Path | None = None) -> None:
 
 def _serve_on(
     sockets: list[socket.socket],
-    settings: Settings,
+    configuration: Configuration,
     env_file: Path | None,
-    whatsapp_settings: WhatsAppSettings | None,
     policy_path: Path | None,
     rules: RuleSet,
 ) -> None:
+    settings = configuration.settings
+    configured = configuration.on()
     tokens, created = load_tokens(settings)
-    hide(tokens.api, tokens.mcp, tokens.dashboard, whatsapp_settings.auth_token if whatsapp_settings else None)
+    secrets = [secret for each in configured for secret in each.plugin.secrets(each.config)]
+    hide(tokens.api, tokens.mcp, tokens.dashboard, *secrets)
     store = Store(settings.store_url, replica=new_request_id() if settings.shares_database else None)
     record = DatabaseRecord(settings.approval_data_dir)
     recorded = record.check(store)
@@ -159,10 +164,10 @@ def _serve_on(
     if recorded is not None and recorded.lost:
         logger.warning("the server that last used the database found that %s; it is back now", recorded.lost)
     auth = WebAuth(tokens.dashboard)
-    channels: list[Channel] = [LogChannel()]
-    whatsapp = WhatsAppChannel(whatsapp_settings, store, auth) if whatsapp_settings else None
-    if whatsapp is not None:
-        channels.append(whatsapp)
+    public_url = str(settings.public_url).rstrip("/") if settings.public_url else None
+    deps = ChannelDeps(store, auth, configuration.people, public_url)
+    built: list[tuple[Configured, Channel]] = [(each, each.plugin.build(each.config, deps)) for each in configured]
+    channels: list[Channel] = [LogChannel(), *(channel for _, channel in built)]
     broker = Broker(
         store=store,
         policy=RulesPolicy(rules, SelfProtection.for_settings(settings, env_file, guarded_paths())),
@@ -171,12 +176,9 @@ def _serve_on(
         timeout=settings.approval_timeout_seconds,
         limits=Limits(settings.approval_max_pending_per_agent, settings.approval_max_pending_per_token),
     )
-    webhook = TwilioWebhook(broker, whatsapp, whatsapp_settings) if whatsapp and whatsapp_settings else None
+    routes = [route for each, channel in built for route in each.plugin.routes(channel, broker)]
     dashboard = Dashboard(
-        broker,
-        auth,
-        whatsapp_settings.approvers if whatsapp_settings else (),
-        WrongTokenLimit(settings.approval_wrong_tokens_per_minute),
+        broker, auth, configuration.people, WrongTokenLimit(settings.approval_wrong_tokens_per_minute)
     )
     lease = settings.approval_lease_seconds if store.shared else None
 
@@ -185,7 +187,7 @@ def _serve_on(
         record.note_lost(store, why)
 
     watch = DatabaseWatch(store.file, lost) if store.file is not None else None
-    app = create_app(broker, tokens, settings.allowed_hosts, dashboard, webhook, lease_seconds=lease, watch=watch)
+    app = create_app(broker, tokens, settings.allowed_hosts, dashboard, routes, lease_seconds=lease, watch=watch)
 
     open_files = raise_open_file_limit()
     guard = ConnectionGuard(max_connections(open_files))
@@ -201,7 +203,8 @@ def _serve_on(
         f"  Policy:                {policy_status(policy_path)}",
         f"  Database:              {store.describe()}"
         + (f"  (replica {store.replica}, lease {settings.approval_lease_seconds:g} s)" if store.shared else ""),
-        f"  WhatsApp:              {whatsapp_status(whatsapp_settings)}",
+        *(f"  {each.plugin.title + ':':<23}{each.plugin.status(each.config)}" for each in configuration.channels),
+        f"  People:                {people_status(configuration)}",
         f"  Connections:           at most {guard.max_connections} open (open-file limit {open_files or 'none'}); "
         f"each request must arrive whole within {REQUEST_SECONDS:g} s",
         *token_info,

@@ -14,13 +14,12 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-OUR_PREFIXES = ("APPROVAL_", "TWILIO_", "SERVER_")
 # difflib's ratio from which an unknown name is taken for a misspelling of a known one: SERVER_PROT → SERVER_PORT
 # (0.91) and APROVAL_TIMEOUT_SECONDS (0.98) are, APPROVAL_TEST_BACKEND (0.71) and POSTGRES_PASSWORD are not.
 CLOSE_ENOUGH = 0.8
 
 
-def _hint(name: str, known: frozenset[str], *, by_prefix: bool) -> str | None:
+def _hint(name: str, known: frozenset[str], prefixes: tuple[str, ...] = ()) -> str | None:
     """What to tell of an unknown `name` (the closest known name, or the known ones of its prefix), or None when
     `name` is known or does not look like one of ours."""
     upper = name.upper()
@@ -29,19 +28,19 @@ def _hint(name: str, known: frozenset[str], *, by_prefix: bool) -> str | None:
     closest = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=CLOSE_ENOUGH)
     if closest:
         return f"did you mean {closest[0]}?"
-    prefix = next((prefix for prefix in OUR_PREFIXES if upper.startswith(prefix)), None)
-    if prefix is None or not by_prefix:
+    prefix = next((prefix for prefix in prefixes if upper.startswith(prefix)), None)
+    if prefix is None:
         return None
     return f"the {prefix}* settings are {', '.join(sorted(each for each in known if each.startswith(prefix)))}"
 
 
-def misspelt_in_files(files: Iterable[Path], known: frozenset[str]) -> list[str]:
-    """One line per name in the settings files that looks like ours (a close match, or one of our prefixes) but is
-    none of `known`."""
+def misspelt_in_files(files: Iterable[Path], known: frozenset[str], prefixes: tuple[str, ...]) -> list[str]:
+    """One line per name in the settings files that looks like ours (a close match, or one of our `prefixes`) but
+    is none of `known`."""
     lines = []
     for path in files:
         for name in dotenv_values(path):
-            if (hint := _hint(name, known, by_prefix=True)) is not None:
+            if (hint := _hint(name, known, prefixes)) is not None:
                 lines.append(f"{path}: {name} is not a setting of approval-server; {hint}")
     return lines
 
@@ -51,5 +50,5 @@ def misspelt_in_environment(environment: Mapping[str, str], known: frozenset[str
     return [
         f"warning: {name} in the environment is not a setting of approval-server, and is ignored; {hint}"
         for name in sorted(environment)
-        if (hint := _hint(name, known, by_prefix=False)) is not None
+        if (hint := _hint(name, known)) is not None
     ]

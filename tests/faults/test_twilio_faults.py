@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from approval_server.config import load_settings
+from approval_server.channels.whatsapp.settings import WhatsAppSection
+from approval_server.config import load_section
 from approval_server.errors import ConfigError
 from tests.fake_twilio import FakeTwilio
 from tests.support import ServerProcess, wait_for_pending
@@ -172,7 +173,7 @@ async def test_a_request_one_approver_could_be_sent_waits_for_them(
 @pytest.mark.parametrize("value", ["0", "-1", "121", "soon"])
 def test_a_send_timeout_out_of_range_is_refused_by_name(value: str) -> None:
     with pytest.raises(ConfigError, match="APPROVAL_SEND_TIMEOUT_SECONDS"):
-        load_settings(env_file=None, approval_send_timeout_seconds=value)
+        load_section(WhatsAppSection, None, approval_send_timeout_seconds=value)
 
 
 async def test_a_burst_past_the_rate_limit_is_denied_with_the_rest_when_every_send_hangs(

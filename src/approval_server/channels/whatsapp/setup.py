@@ -1,8 +1,9 @@
-"""`approval-server setup whatsapp`: from a Twilio account to a server that asks its approvers on WhatsApp.
+"""`approval-server setup whatsapp`: from a Twilio account to a server that asks its approvers on WhatsApp (and
+`setup-template`, the template alone).
 
 Asks for (or takes as flags) the account SID and auth token, the WhatsApp sender, the approvers' numbers and the public
 URL Twilio calls; checks them against Twilio's API (the account, the sender), creates or reuses the template with
-Approve / Deny buttons (`template_setup`), writes them all into the server's `.env` (its other lines kept), and says
+Approve / Deny buttons (`template`), writes them all into the server's `.env` (its other lines kept), and says
 where to paste the webhook URL in the Twilio Console and which message to send to try it all. Any failure is one line
 and exit code 2, with nothing written.
 
@@ -21,12 +22,10 @@ from urllib.parse import urlsplit
 import typer
 from dotenv import dotenv_values
 
-from approval_server.config import WhatsAppSettings, load_settings
+from approval_server.channels.whatsapp.settings import WhatsAppSection, WhatsAppSettings, configure
+from approval_server.config import Settings, load_section, load_settings
 from approval_server.errors import ConfigError
-
-setup_app = typer.Typer(
-    help="Guided set-up: connect the server to a messaging service, checked live.", no_args_is_help=True
-)
+from approval_server.people import People, Person
 
 TEST_MESSAGE = "hi"
 
@@ -109,20 +108,23 @@ def _checked(answers: Answers, env_file: Path) -> WhatsAppSettings:
             f"--public-url is the server's base URL, without a path: use {base} (got {answers.public_url}; the server "
             "adds /twilio-webhook itself)."
         )
-    settings = load_settings(
-        env_file if env_file.exists() else None,
+    files = env_file if env_file.exists() else None
+    settings = load_settings(files, [WhatsAppSection], public_url=answers.public_url)
+    section = load_section(
+        WhatsAppSection,
+        files,
+        [Settings],
         twilio_account_sid=answers.account_sid,
         twilio_auth_token=answers.auth_token,
         twilio_whatsapp_from=answers.sender,
         approval_phone=answers.approvers,
-        public_url=answers.public_url,
     )
-    whatsapp = settings.whatsapp
+    people = People(Person(number, {"whatsapp": number}) for number in section.approval_phone)
+    whatsapp = configure(section, settings, people)
     assert whatsapp is not None  # every setting it needs was given
     return whatsapp
 
 
-@setup_app.command("whatsapp")
 def setup_whatsapp(
     account_sid: Annotated[str | None, typer.Option("--account-sid", help="The Twilio account SID (AC…).")] = None,
     auth_token: Annotated[
@@ -147,8 +149,9 @@ def setup_whatsapp(
     env_file: Annotated[Path, typer.Option("--env-file", help="The server's .env file to write.")] = Path(".env"),
 ) -> None:
     """Set up WhatsApp through Twilio: check the account and sender, make the template, write .env, say what is left."""
-    from approval_server.template_setup import create_or_reuse, read_config, template_path, write_env
-    from approval_server.twilio_checks import SANDBOX, check_account, check_sender, twilio_client
+    from approval_server.channels.whatsapp.checks import SANDBOX, check_account, check_sender, twilio_client
+    from approval_server.channels.whatsapp.template import create_or_reuse, read_config, template_path
+    from approval_server.config import write_env
 
     given = Answers(account_sid, auth_token, sender, ",".join(approvers) if approvers else None, public_url)
     answers = _ask(given, env_file, SANDBOX.removeprefix("whatsapp:"), interactive=not yes)
@@ -174,6 +177,22 @@ def setup_whatsapp(
     typer.echo(f"  ok    {', '.join(values)} written to {env_file}")
     typer.echo("")
     typer.echo(_next_steps(whatsapp, env_file, sandbox=whatsapp.sender == SANDBOX))
+
+
+def setup_template(
+    config: Annotated[Path, typer.Option(help="The template definition.")] = Path("template_config.json"),
+    env_file: Annotated[Path, typer.Option("--env-file", help="The server's .env file to read settings from.")] = Path(
+        ".env"
+    ),
+) -> None:
+    """Create the WhatsApp template with Approve / Deny buttons and write its SID into .env (safe to rerun)."""
+    from approval_server.channels.plugin import sections
+    from approval_server.channels.whatsapp.template import set_up_template
+
+    section = load_section(WhatsAppSection, env_file if env_file.exists() else None, [Settings, *sections()])
+    sid, created = set_up_template(section, config, env_file)
+    typer.echo(f"{'Created' if created else 'Found'} template {sid}; TWILIO_CONTENT_SID={sid} is in {env_file}.")
+    typer.echo("Restart the server to use it.")
 
 
 def _next_steps(whatsapp: WhatsAppSettings, env_file: Path, sandbox: bool) -> str:

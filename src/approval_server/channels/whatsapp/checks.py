@@ -16,7 +16,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from approval_server.config import Settings
+from approval_server.channels.whatsapp.settings import WhatsAppSettings
 from approval_server.errors import ConfigError
 
 SANDBOX = "whatsapp:+14155238886"  # Twilio's shared WhatsApp Sandbox number: not a sender of any one account
@@ -141,18 +141,9 @@ def check_content(client: Client, content_sid: str) -> str:
 
 
 def report(
-    settings: Settings, ok: Callable[[str], None], problem: Callable[[str], None], note: Callable[[str], None]
+    whatsapp: WhatsAppSettings, ok: Callable[[str], None], problem: Callable[[str], None], note: Callable[[str], None]
 ) -> None:
     """`doctor`'s WhatsApp lines: the settings, then each live check against Twilio."""
-    try:
-        whatsapp = settings.whatsapp
-    except ConfigError as exc:
-        problem(str(exc))
-        return
-    if whatsapp is None:
-        if settings.public_url is None:
-            note("WhatsApp is off and PUBLIC_URL is not set: fine for local use")
-        return
     buttons = "with Approve / Deny buttons" if whatsapp.content_sid else "as plain text (run setup-template)"
     ok(f"WhatsApp: {len(whatsapp.approvers)} approver(s), {buttons}; Twilio must call {whatsapp.webhook_url}")
     client = twilio_client(whatsapp.account_sid, whatsapp.auth_token, whatsapp.api_base_url)

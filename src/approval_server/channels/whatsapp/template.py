@@ -8,18 +8,17 @@ twice creates nothing new), and writes its SID into `.env` as `TWILIO_CONTENT_SI
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from dotenv import set_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from twilio.rest import Client
 from twilio.rest.content.v1.content import ContentList
 
-from approval_server.config import Settings
+from approval_server.channels.whatsapp.checks import talking, twilio_client
+from approval_server.channels.whatsapp.settings import WhatsAppSection
+from approval_server.config import write_env
 from approval_server.errors import ConfigError
-from approval_server.twilio_checks import talking, twilio_client
 
 TEMPLATE_FILE = "template_config.json"
 PACKAGED_TEMPLATE = Path(__file__).with_name(TEMPLATE_FILE)
@@ -112,19 +111,7 @@ def create_or_reuse(client: Client, config: TemplateConfig) -> tuple[str, bool]:
         return str(client.content.v1.contents.create(content_create_request(config)).sid), True
 
 
-def write_env(env_file: Path, values: dict[str, str]) -> None:
-    """Set `values` in `env_file`, leaving its other lines as they are; a new file is readable by its owner only (it
-    holds secrets)."""
-    try:
-        if not env_file.exists():
-            os.close(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        for key, value in values.items():
-            set_key(str(env_file), key, value, quote_mode="never")
-    except OSError as exc:
-        raise ConfigError(f"Cannot write {env_file}: {exc.strerror or exc}") from None
-
-
-def set_up_template(settings: Settings, config_path: Path, env_file: Path) -> tuple[str, bool]:
+def set_up_template(settings: WhatsAppSection, config_path: Path, env_file: Path) -> tuple[str, bool]:
     """Create (or find) the template and record its SID in `env_file`; returns (sid, created)."""
     if not (settings.twilio_account_sid and settings.twilio_auth_token):
         raise ConfigError("Set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (in .env) before setting up the template.")

@@ -2,9 +2,9 @@
 
 Every request must carry a valid `X-Twilio-Signature` over the public URL Twilio was configured with
 (`PUBLIC_URL` + `/twilio-webhook` + the query string); anything else is 403 and changes nothing. Only
-configured approvers count, a delivery retried by Twilio (same `MessageSid`) is applied once, a reply applies
-only to the request it names or can only mean (see `whatsapp_replies`), and the answer is always the empty TwiML
-document Twilio expects.
+configured people count (an answer is recorded under the name of the person whose number sent it), a delivery
+retried by Twilio (same `MessageSid`) is applied once, a reply applies only to the request it names or can only mean
+(see `replies`), and the answer is always the empty TwiML document Twilio expects.
 
 A request too long to read on the phone (`too_long_for_the_phone`) is approved only at its link: a reply or a button
 that would allow it is refused, with a reply that says why, and decides nothing. A deny is accepted (it fails closed).
@@ -22,22 +22,23 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from approval_server.bodies import read_form
-from approval_server.broker import Broker
-from approval_server.channels.whatsapp import WhatsAppChannel, too_long_for_the_phone, too_long_refusal
-from approval_server.channels.whatsapp_replies import HOW_TO_ANSWER, ReplyBinder, parse_reply
-from approval_server.config import WhatsAppSettings
+from approval_server.channels.phone_text import too_long_for_the_phone, too_long_refusal
+from approval_server.channels.plugin import Decisions
+from approval_server.channels.whatsapp.channel import WhatsAppChannel
+from approval_server.channels.whatsapp.replies import HOW_TO_ANSWER, ReplyBinder, parse_reply
+from approval_server.channels.whatsapp.settings import WEBHOOK_PATH, WhatsAppSettings
 from approval_server.errors import BadRequest, HTTPError, NotDelivered, RequestClosed
 from approval_server.models import Answer, Status
 
 logger = logging.getLogger(__name__)
 
-PATH = "/twilio-webhook"
+PATH = WEBHOOK_PATH
 MAX_BODY = 64 * 1024
 _EMPTY_TWIML = str(MessagingResponse())
 
 
 class TwilioWebhook:
-    def __init__(self, broker: Broker, whatsapp: WhatsAppChannel, settings: WhatsAppSettings) -> None:
+    def __init__(self, broker: Decisions, whatsapp: WhatsAppChannel, settings: WhatsAppSettings) -> None:
         self._broker = broker
         self._whatsapp = whatsapp
         self._account_sid = settings.account_sid
@@ -82,7 +83,8 @@ class TwilioWebhook:
 
     async def _answer(self, form: FormData) -> None:
         sender = (_field(form, "From") or "").removeprefix("whatsapp:")
-        if sender not in self._whatsapp.approvers:
+        person = self._whatsapp.names.get(sender)
+        if person is None:
             logger.warning("ignored a WhatsApp message from %r, who is not an approver", sender)
             return
         reply = parse_reply(
@@ -99,7 +101,7 @@ class TwilioWebhook:
             await self._whatsapp.tell(sender, refusal)
             return
         status = Status.ALLOWED if bound.decision == "allow" else Status.DENIED
-        answer = Answer(status, sender, self._whatsapp.name, bound.message, remember=bound.remember)
+        answer = Answer(status, person, self._whatsapp.name, bound.message, remember=bound.remember)
         try:
             await self._broker.decide(bound.request_id, answer)
         except RequestClosed:
