@@ -74,12 +74,12 @@ from approval_server.decision import SERVER_ACTOR
 from approval_server.models import Status, new_request_id
 from approval_server.render import render_text
 from approval_server.store import Store
-from approval_server.tables import answers, requests
+from approval_server.store.tables import answers, requests
 from tests.support import ServerProcess
 
 DECISION_P99_TARGET_MS = 50.0
 HISTORY_P99_TARGET_MS = 200.0
-PAGE_SIZE = 50  # approval_server.dashboard.PAGE_SIZE
+PAGE_SIZE = 50  # approval_server.entry.dashboard.PAGE_SIZE
 DASHBOARD_TOKEN = "bench-dashboard-token-" + secrets.token_hex(8)
 SEARCH_FEW = "payments-db-7"  # planted in a handful of requests
 SEARCH_FEW_ROWS = 7

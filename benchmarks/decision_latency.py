@@ -53,7 +53,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from mcp.types import CallToolResult, TextContent
 
-from approval_server import mcp_tool
+from approval_server.entry import mcp_tool
 
 TOOL = "permissions__approve"
 P99_TARGET_MS = 20.0
@@ -71,7 +71,7 @@ for module_name, name, value in {patches!r}:
     if not hasattr(module, name):
         raise SystemExit(f"what-if: {{module_name}}.{{name}} does not exist in this version")
     setattr(module, name, value)
-from approval_server.cli import main
+from approval_server.entry.cli import main
 sys.argv = ["approval-server", "serve"]
 main()
 """
@@ -725,7 +725,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--what-if-progress-interval",
         type=float,
         metavar="SECONDS",
-        help="run the server with approval_server.mcp_tool.PROGRESS_INTERVAL_SECONDS replaced (an experiment)",
+        help="run the server with approval_server.entry.mcp_tool.PROGRESS_INTERVAL_SECONDS replaced (an experiment)",
     )
     parser.add_argument(
         "--what-if-sse-ping-interval",
@@ -767,7 +767,7 @@ def what_if_label(args: argparse.Namespace) -> str:
 def what_if_command(args: argparse.Namespace) -> list[str] | None:
     patches: list[tuple[str, str, float]] = []
     if args.what_if_progress_interval is not None:
-        patches.append(("approval_server.mcp_tool", "PROGRESS_INTERVAL_SECONDS", args.what_if_progress_interval))
+        patches.append(("approval_server.entry.mcp_tool", "PROGRESS_INTERVAL_SECONDS", args.what_if_progress_interval))
     if args.what_if_sse_ping_interval is not None:
         patches.append(("mcp.server._streamable_http_modern", "_SSE_PING_INTERVAL", args.what_if_sse_ping_interval))
     if not patches:

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from approval_server.agent_setup import own_command
+from approval_server.entry.agent_setup import own_command
 from tests.support import MCP_TOKEN, ServerProcess
 
 

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from approval_server import shell
-from approval_server.rule_set import RuleSet
+from approval_server.policy import shell
+from approval_server.policy.rule_set import RuleSet
 
 RULES = 1000
 P99_TARGET_US = 1000.0

@@ -14,8 +14,8 @@ import typer
 from pydantic_core import PydanticUndefined
 
 from approval_server.channels.plugin import AnyPlugin, channel_plugins
-from approval_server.cli import app
 from approval_server.config import Settings, SettingsSection
+from approval_server.entry.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGURATION = REPO / "docs" / "configuration.md"

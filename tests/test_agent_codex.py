@@ -18,8 +18,8 @@ from pydantic import HttpUrl
 
 from approval_server.agents import agent_for, agents, guarded_paths
 from approval_server.agents.setup import Target
-from approval_server.client_config import ClientSettings
 from approval_server.decision import Decision
+from approval_server.entry.client_config import ClientSettings
 from approval_server.errors import ConfigError
 from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 

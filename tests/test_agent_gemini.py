@@ -28,8 +28,8 @@ from approval_server.agents.gemini_setup import (
     settings_path,
 )
 from approval_server.agents.setup import Target
-from approval_server.client_config import load_client_settings
 from approval_server.decision import Decision
+from approval_server.entry.client_config import load_client_settings
 from approval_server.errors import ConfigError
 from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 

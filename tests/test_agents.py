@@ -10,7 +10,7 @@ import pytest
 
 from approval_server.agents import AgentHook, agent_for, agents, canonical, guarded_paths
 from approval_server.config import Settings
-from approval_server.self_protect import SelfProtection
+from approval_server.policy.self_protect import SelfProtection
 from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 
 SDK_QUESTION = {"tool_name": "Bash", "tool_input": {"command": "make"}, "session_id": "s", "cwd": "/srv/app"}

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from approval_server.broker import Broker
 from approval_server.channels import Channel, Delivery
+from approval_server.core.broker import Broker
+from approval_server.core.events import EventHub
 from approval_server.errors import RequestClosed, StoreError
-from approval_server.events import EventHub
 from approval_server.fair_share import Limits
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.policy import RulesPolicy
-from approval_server.rule_set import RuleSet
+from approval_server.policy.rule_set import RuleSet
+from approval_server.policy.verdict import Verdict
 from approval_server.store import Store
-from approval_server.verdict import Verdict
 
 CALL = ToolCall("Bash", {"command": "echo hi"}, "t1")
 

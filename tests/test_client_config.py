@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from approval_server.client_config import CLIENT_FILE
+from approval_server.entry.client_config import CLIENT_FILE
 from tests.fake_gate import AllowEverything
 from tests.support import API_TOKEN, MCP_TOKEN, ServerProcess, wait_for_pending
 

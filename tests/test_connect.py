@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from approval_server.client_config import CLIENT_FILE
+from approval_server.entry.client_config import CLIENT_FILE
 from tests.connect_support import (
     PERMISSION_TOOL,
     cli,

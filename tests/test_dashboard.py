@@ -27,8 +27,8 @@ import httpx
 import pytest
 from itsdangerous import TimestampSigner
 
-from approval_server import dashboard_templates as dashboard
 from approval_server import render
+from approval_server.entry import dashboard_templates as dashboard
 from approval_server.web_auth import SESSION_COOKIE, SESSION_SECONDS, WebAuth
 from tests.dashboard_support import (
     DASHBOARD_TOKEN,

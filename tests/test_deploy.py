@@ -20,8 +20,8 @@ import yaml
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 
 from approval_server.channels.plugin import sections
-from approval_server.cli import app as cli_app
 from approval_server.config import Settings, load_settings, setting_names
+from approval_server.entry.cli import app as cli_app
 from tests.support import REPO, ServerProcess, free_port
 
 COMPOSE: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())

@@ -22,7 +22,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 from playwright.async_api import Browser, Page
 from typer.testing import CliRunner
 
-from approval_server.cli import app
+from approval_server.entry.cli import app
 from approval_server.render import diff
 from approval_server.reveal import is_hidden
 from tests.browser import DASHBOARD_TOKEN, DESKTOP

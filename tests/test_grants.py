@@ -14,15 +14,15 @@ import httpx
 import pytest
 
 from approval_server.agents.claude_code import hook_output
-from approval_server.broker import Broker
 from approval_server.channels import Channel, Delivery
+from approval_server.core.broker import Broker
+from approval_server.core.events import EventHub
 from approval_server.decision import Decision
 from approval_server.errors import GrantEnded, NotFound
-from approval_server.events import EventHub
 from approval_server.grants import pattern_for, scopes_for, session_pattern, session_scope
 from approval_server.models import Answer, ApprovalRequest, Remember, Status, ToolCall
 from approval_server.policy import RulesPolicy
-from approval_server.rule_set import RuleSet
+from approval_server.policy.rule_set import RuleSet
 from approval_server.store import Store
 from tests.dashboard_support import DASHBOARD_TOKEN, signed_in, still_pending
 from tests.support import ServerProcess, wait_for_pending

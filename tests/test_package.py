@@ -78,7 +78,7 @@ def test_the_wheel_holds_what_the_commands_need_and_its_metadata(wheel: Path) ->
         metadata = email.message_from_bytes(archive.read(f"{dist_info}/METADATA"))
         licence = archive.read(f"{dist_info}/licenses/LICENSE").decode()
         template = json.loads(archive.read("approval_server/channels/whatsapp/template_config.json"))
-    for folder in ("templates", "static", "migrations"):
+    for folder in ("entry/templates", "entry/static", "store/migrations"):
         files = {
             f"approval_server/{path.relative_to(PACKAGE)}"
             for path in (PACKAGE / folder).rglob("*")

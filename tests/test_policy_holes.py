@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from approval_server.rule_set import RuleSet, load_rules
+from approval_server.policy.rule_set import RuleSet, load_rules
 from tests.support import REPO
 
 CWD = "/proj"

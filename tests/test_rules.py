@@ -9,9 +9,9 @@ from pathlib import Path
 import bashlex  # type: ignore[import-untyped]
 import pytest
 
-from approval_server import shell
 from approval_server.errors import ConfigError
-from approval_server.rule_set import RuleSet, load_rules
+from approval_server.policy import shell
+from approval_server.policy.rule_set import RuleSet, load_rules
 from tests.support import REPO
 
 PREFIX_RULES = """

@@ -9,8 +9,8 @@ import pytest
 
 from approval_server.models import ToolCall
 from approval_server.policy import RulesPolicy
-from approval_server.rule_set import RuleSet
-from approval_server.self_protect import RULE, SelfProtection
+from approval_server.policy.rule_set import RuleSet
+from approval_server.policy.self_protect import RULE, SelfProtection
 from tests.support import ServerProcess
 
 HOME = "/home/dev"

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from approval_server.connections import REQUEST_SECONDS
+from approval_server.entry.connections import REQUEST_SECONDS
 from tests.support import API_TOKEN, ServerProcess
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="open-file limits are POSIX")

@@ -1,3 +1,3 @@
-from approval_server.cli import main
+from approval_server.entry.cli import main
 
 main()

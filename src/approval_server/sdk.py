@@ -28,9 +28,9 @@ from claude_agent_sdk import (
 from claude_agent_sdk import __version__ as sdk_version
 from claude_agent_sdk.types import CanUseTool, PermissionRuleValue
 
-from approval_server.client_config import load_client_settings
+from approval_server.entry.client_config import load_client_settings
+from approval_server.entry.security import load_tokens
 from approval_server.models import check_agent_name
-from approval_server.security import load_tokens
 
 MARGIN_SECONDS = 30  # past the server's expiry, by which its own deny has come
 

@@ -27,7 +27,7 @@ from pydantic import HttpUrl
 from approval_server.agents import agent_for
 from approval_server.agents.codex_setup import listed_hooks
 from approval_server.agents.setup import CRASHED, Target, write_plan
-from approval_server.client_config import ClientSettings
+from approval_server.entry.client_config import ClientSettings
 from tests.connect_support import cli, printed_command
 from tests.e2e.agent_cli import CliResult, require
 from tests.e2e.codex_cli import (

@@ -92,7 +92,7 @@ async def test_deleting_the_data_directory_denies_every_call_refuses_answers_and
         "unavailable",
         {"status", "reason"},  # neither the version nor the load for a stranger
     )
-    assert server.log().count("ERROR   approval_server.db_watch: THE DATABASE IS LOST") == 1
+    assert server.log().count("ERROR   approval_server.store.db_watch: THE DATABASE IS LOST") == 1
 
     # The server noted the loss where the data directory was, so the restart says what happened instead of
     # beginning an empty database.

@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import sqlalchemy as sa
 
-from approval_server.database import LOCK_WAIT_MS
+from approval_server.store.database import LOCK_WAIT_MS
 from tests.dashboard_support import DASHBOARD_TOKEN, page_csrf, signed_in
 from tests.databases import POSTGRESQL
 from tests.fake_twilio import FakeTwilio

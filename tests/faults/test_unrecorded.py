@@ -21,7 +21,7 @@ import httpx
 import sqlalchemy as sa
 
 from approval_server.models import new_request_id
-from approval_server.tables import requests
+from approval_server.store.tables import requests
 from tests.databases import POSTGRESQL
 from tests.faults.test_store_faults import LOCK_WAIT, MARGIN, PRE_TOOL_USE, TOOL, locked
 from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending, wait_for_status

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from approval_server import SERVER_NAME
-from approval_server.agent_setup import HookEvent, hook_settings, mcp_server
 from approval_server.agents.setup import Plan, Target
-from approval_server.claude_check import PERMISSION_TOOL, AgentViewProblem, check_server, mcp_file, settings_file
+from approval_server.entry.agent_setup import HookEvent, hook_settings, mcp_server
+from approval_server.entry.claude_check import PERMISSION_TOOL, AgentViewProblem, check_server, mcp_file, settings_file
 
 PROMPT = "your prompt"
 WHERE_TOKENS = "in client.env, written by `serve` or `login --url`, or in the data directory it names"

@@ -27,7 +27,6 @@ self-protection reads every path in it.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,11 +41,6 @@ if TYPE_CHECKING:
 
 # npm installs the binary as `@openai/codex` version `0.169.0-linux-x64`: the platform is not the version.
 _PLATFORM = re.compile(r"-(?:linux|darwin|win32)-(?:x64|arm64)$")
-
-
-def codex_home() -> Path:
-    """Where Codex keeps its configuration: `$CODEX_HOME`, as Codex reads it, or `~/.codex`."""
-    return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
 
 
 class CodexHook(AgentHook):
@@ -85,6 +79,8 @@ class CodexHook(AgentHook):
     def guarded_paths(self) -> list[Path]:
         """Codex's whole home folder: config.toml and hooks.json (the hook and its trust), the profiles
         (`<name>.config.toml`) and `rules/` (commands allowed without asking) all decide whether the hook runs."""
+        from approval_server.agents.codex_setup import codex_home
+
         return [codex_home()]
 
     def client(self, event: str, version: str | None) -> str:

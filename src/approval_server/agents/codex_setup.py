@@ -29,7 +29,6 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Table
 
-from approval_server.agents.codex import codex_home
 from approval_server.agents.setup import Plan, Report, Target, is_ours
 from approval_server.errors import ConfigError
 
@@ -49,6 +48,11 @@ FAIL_OPEN = (
     "config.toml unasked, after which Codex skips the hook without a word; and --dangerously-bypass-approvals-and-"
     "sandbox or --ask-for-approval never turn approval off."
 )
+
+
+def codex_home() -> Path:
+    """Where Codex keeps its configuration: `$CODEX_HOME`, as Codex reads it, or `~/.codex`."""
+    return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
 
 
 def config_path() -> Path:

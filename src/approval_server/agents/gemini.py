@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from approval_server import strict_json
 from approval_server.agents import AgentHook, Failure, Question
+from approval_server.agents.gemini_setup import EVENT, KIND
 from approval_server.decision import Decision
 from approval_server.models import JSONObject, ToolCall
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
     from approval_server.agents.setup import Plan, Report, Target
 
-KIND = "gemini"
-EVENT = "BeforeTool"
 
 # Gemini's built-in tools and the keys that differ from Claude Code's, from the tool declarations of
 # @google/gemini-cli 0.61.0 (bundle/chunk-JDPZ4CE3.js: "tools/definitions/base-declarations.js" for the names and

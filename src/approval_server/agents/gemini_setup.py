@@ -27,11 +27,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from approval_server.agents.gemini import EVENT, KIND
 from approval_server.agents.setup import Plan, Report, Target, is_ours, json_text, read_json_object
 from approval_server.config import user_config_dir
 from approval_server.errors import ConfigError
 
+KIND = "gemini"
+EVENT = "BeforeTool"  # the hook event asked before every tool call
 # Node's setTimeout takes at most 2^31−1 ms; Gemini kills a hook with a larger timeout at once (the call runs).
 MAX_TIMEOUT_MS = 2**31 - 1
 DEFAULT_TIMEOUT_MS = 60_000  # Gemini's, for a hook without `timeout`

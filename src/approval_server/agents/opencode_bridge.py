@@ -34,13 +34,12 @@ import httpx
 import typer
 from httpx_sse import EventSource
 
-from approval_server.agent_setup import ClientEnvFile, Url, agent_name
-from approval_server.agents.opencode import KIND
 from approval_server.agents.opencode_setup import OPENCODE_URL, opencode_auth
-from approval_server.client_config import load_client_settings
+from approval_server.entry.agent_setup import ClientEnvFile, Url, agent_name
+from approval_server.entry.client_config import load_client_settings
+from approval_server.entry.security import load_tokens
 from approval_server.logs import configure_logging, hide
 from approval_server.models import JSONObject, plain_version
-from approval_server.security import load_tokens
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,9 @@ STREAM_READ_SECONDS = 30  # OpenCode sends a heartbeat every 10 s: a silent stre
 BACKOFF_SECONDS = (0.5, 10.0)  # the first wait before reconnecting, and the longest
 REMEMBERED = 1000  # asks answered, remembered so that a listing racing the reply does not ask twice
 SAME_CALL_SECONDS = 120  # how long an allowed external_directory stands for the bash ask of the same call
+
+# The route OpenCode's asks are posted to: the `opencode` agent's (`agents.opencode`, which imports this module).
+HOOK_PATH = "/api/hook/opencode"
 
 
 def reject(why: str) -> JSONObject:
@@ -210,7 +212,7 @@ class Bridge:
             {"X-Agent-Version": self.version} if self.version else {}
         )
         try:
-            response = await self.server.post(f"/api/hook/{KIND}", json=body, headers=headers)
+            response = await self.server.post(HOOK_PATH, json=body, headers=headers)
         except httpx.TimeoutException:
             return reject(f"no answer from approval-server within {self.server.timeout.read:g} s")
         except httpx.HTTPError as exc:

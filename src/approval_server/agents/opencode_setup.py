@@ -29,9 +29,9 @@ from typing import Any
 
 import httpx
 
-from approval_server.agent_setup import own_command
 from approval_server.agents.setup import Plan, Report, Target, json_text, read_json_object
-from approval_server.client import ApiClient
+from approval_server.entry.agent_setup import own_command
+from approval_server.entry.client import ApiClient
 from approval_server.errors import ApprovalServerError, ConfigError
 
 OPENCODE_URL = "http://127.0.0.1:4096"  # where `connect` says to start `opencode serve`, and `doctor` looks

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from approval_server.agent_setup import HOOK_MARGIN_SECONDS, own_command
-from approval_server.client_config import ClientSettings, write_private
+from approval_server.entry.agent_setup import HOOK_MARGIN_SECONDS, own_command
+from approval_server.entry.client_config import ClientSettings, write_private
 from approval_server.errors import ConfigError
 
 Report = Callable[[str], None]

@@ -44,9 +44,9 @@ from approval_server.decision import describe_duration
 from approval_server.errors import StoreError
 from approval_server.grants import Grant, remembered_text
 from approval_server.models import ApprovalRequest, Status
-from approval_server.outbound import OutboundMessage
-from approval_server.outbox import Outbox
 from approval_server.render import visible
+from approval_server.store.outbound import OutboundMessage
+from approval_server.store.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from approval_server.models import Remember
-from approval_server.outbox import Conversation, Outbox
 from approval_server.store import Store
+from approval_server.store.outbox import Conversation, Outbox
 
 _ANSWER = re.compile(r"^\s*(approve|allow|yes|always|deny|no)(?:\s+(\S.*?))?\s*$", re.IGNORECASE | re.DOTALL)
 _ID_LIKE = re.compile(r"[a-z0-9]{3,12}")
