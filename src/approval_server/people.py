@@ -29,6 +29,8 @@ from approval_server.errors import ConfigError
 # A name is shown to other people and written in the audit trail: plain letters, digits and a few marks, so that no
 # name can look like another or carry control or bidirectional characters. `+` lets a phone number be a name.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+@-]{0,39}")
+# Names the record already gives to someone else: whoever signs in with the dashboard token, and the server itself.
+RESERVED = ("owner", "approval-server")
 
 Parse = Callable[[object], str]
 """A channel's reading of a person's identity on it: the identity, normalised, or a `ValueError` saying why not."""
@@ -80,6 +82,12 @@ def _person(entry: object, where: str, channels: Mapping[str, Parse]) -> Person:
         raise ConfigError(
             f"{where}: name = {name!r} is not a name: 1 to 40 letters, digits, spaces or . _ + @ - (ASCII), starting "
             "with a letter or digit"
+        )
+    if name.lower() in RESERVED:
+        raise ConfigError(
+            f"{where}: name = {name!r} is the name the record gives to "
+            + ("whoever signs in with the dashboard token" if name.lower() == "owner" else "the server itself")
+            + "; choose another"
         )
     identities: dict[str, str] = {}
     for key, value in entry.items():

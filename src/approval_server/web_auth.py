@@ -1,8 +1,13 @@
-"""Who may use the dashboard: the login token, signed session cookies, CSRF tokens and per-approver request links.
+"""Who may use the dashboard: the login token, signed session cookies, CSRF tokens, per-approver request links and
+each person's own login links.
 
 Every key is derived from the dashboard token, so every process with the same token accepts the same sessions
 and links, and changing the token signs everyone out and voids every link already sent. Signing uses
 `itsdangerous` (the library behind Starlette's and Flask's sessions), each purpose with its own salt.
+
+A person's login link holds a random secret of its own, not derived from the dashboard token: the store keeps only
+its SHA-256 (`login_secret_hash`), and the link works until `approval-server people revoke`. A session made with it
+names that person and that login, and is honoured only while the login is live (see `dashboard_access`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,17 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 SESSION_COOKIE = "approval_session"
 SESSION_SECONDS = 7 * 24 * 3600
 WRONG_TOKENS_PER_MINUTE = 5
+OWNER = "owner"  # who a session signed in with the dashboard token decides as
+
+
+def new_login_secret() -> tuple[str, str, str]:
+    """A new person login: its id, the secret its link carries, and the hash of that secret the store keeps."""
+    secret = secrets.token_urlsafe(32)
+    return secrets.token_hex(6), secret, login_secret_hash(secret)
+
+
+def login_secret_hash(secret: str) -> str:
+    return hashlib.sha256(b"approval-server person login:" + secret.encode()).hexdigest()
 
 
 class LinkRefused(Exception):
@@ -35,6 +51,21 @@ class RequestLink:
     nonce: str
 
 
+@dataclass(frozen=True)
+class Session:
+    """A signed-in browser. `sid` keys its CSRF tokens; `person` and `login` say who signed in with their own link
+    (both None: the owner, with the dashboard token)."""
+
+    sid: str
+    person: str | None = None
+    login: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """Whom the record names for what this session decides."""
+        return self.person or OWNER
+
+
 class WebAuth:
     def __init__(self, dashboard_token: str) -> None:
         self._token = dashboard_token.encode()
@@ -46,20 +77,29 @@ class WebAuth:
     def token_matches(self, given: str) -> bool:
         return secrets.compare_digest(given.encode(), self._token)
 
-    def new_session(self) -> str:
-        """A fresh session cookie value."""
-        return self._sessions.dumps({"sid": secrets.token_urlsafe(16)})
+    def new_session(self, person: str | None = None, login: str | None = None) -> str:
+        """A fresh session cookie value: the owner's, or with `person` and `login`, that person's."""
+        data = {"sid": secrets.token_urlsafe(16)}
+        if person is not None and login is not None:
+            data |= {"p": person, "l": login}
+        return self._sessions.dumps(data)
 
-    def session_id(self, cookie: str | None) -> str | None:
-        """The session id in a cookie value, or None if it is missing, forged or older than `SESSION_SECONDS`."""
+    def session(self, cookie: str | None) -> Session | None:
+        """The session in a cookie value, or None if it is missing, forged or older than `SESSION_SECONDS`."""
         if not cookie:
             return None
         try:
             data = self._sessions.loads(cookie, max_age=SESSION_SECONDS)
         except BadSignature:
             return None
-        sid = data.get("sid") if isinstance(data, dict) else None
-        return sid if isinstance(sid, str) else None
+        if not isinstance(data, dict) or not isinstance(data.get("sid"), str):
+            return None
+        person, login = data.get("p"), data.get("l")
+        if person is None and login is None:
+            return Session(data["sid"])
+        if isinstance(person, str) and isinstance(login, str):
+            return Session(data["sid"], person, login)
+        return None
 
     def csrf_token(self, bound_to: str) -> str:
         """The CSRF token for forms of one session (or one request link): only this server can compute it."""

@@ -1,9 +1,8 @@
 """The `approval-server` command: a thin layer that parses, calls the same code the server uses, and prints.
 
 This module holds the application, the server's own commands (`serve`, `doctor`, `db …`; each channel adds its own,
-`setup <channel>`) and the
-entry point; the approver's commands are in cli_requests.py, the agent's in cli_agent.py, Claude Code's set-up in
-connect.py and agent_setup.py."""
+`setup <channel>`) and the entry point; the approver's commands are in cli_requests.py, the people's login links in
+cli_people.py, the agent's in cli_agent.py, Claude Code's set-up in connect.py and agent_setup.py."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from approval_server import __version__
 from approval_server.agents import agents
 from approval_server.channels.plugin import channel_plugins
 from approval_server.config import Settings
-from approval_server.entry import agent_setup, cli_agent, cli_requests, connect
+from approval_server.entry import agent_setup, cli_agent, cli_people, cli_requests, connect
 from approval_server.errors import ApprovalServerError, ConfigError
 
 app = typer.Typer(
@@ -125,6 +124,7 @@ setup_app = typer.Typer(
 for _channel in channel_plugins().values():
     _channel.commands(app, setup_app)
 app.add_typer(setup_app, name="setup")
+app.add_typer(cli_people.people_app, name="people")
 
 
 @db_app.command("upgrade")

@@ -101,36 +101,35 @@ class Dashboard(DashboardAccess):
         }
 
     async def index(self, request: Request) -> Response:
-        sid = self._session(request)
-        if sid is None:
+        session = await self._session(request)
+        if session is None:
             return self._login_redirect(request)
         try:
             history = await self._history(request)
         except Refused as refused:
-            return self._refusal(request, refused, signed_in=True, csrf=self._auth.csrf_token(sid))
+            return self._refusal(request, refused, **self._signed_in(session))
         pending, pending_total = await self._broker.store.search(Status.PENDING, limit=PENDING_SHOWN)
         context = {
             "pending": pending,
             "pending_total": pending_total,
-            "csrf": self._auth.csrf_token(sid),
-            "signed_in": True,
+            **self._signed_in(session),
             **history,
         }
         return self._page(request, "index.html", context)
 
     async def pending_fragment(self, request: Request) -> Response:
-        sid = self._session(request)
-        if sid is None:
+        session = await self._session(request)
+        if session is None:
             return PlainTextResponse("sign in first", status_code=401)
         pending, total = await self._broker.store.search(Status.PENDING, limit=PENDING_SHOWN)
-        html = self._fragment("_pending.html", pending=pending, csrf=self._auth.csrf_token(sid), action=None)
+        html = self._fragment("_pending.html", pending=pending, csrf=self._auth.csrf_token(session.sid), action=None)
         return Response(html, media_type="text/html", headers={"x-pending-total": str(total)})
 
     async def request_page(self, request: Request) -> Response:
-        sid = self._session(request)
-        if sid is None:
+        session = await self._session(request)
+        if session is None:
             return self._login_redirect(request)
-        context = {"signed_in": True, "csrf": self._auth.csrf_token(sid)}
+        context = self._signed_in(session)
         row = await self._broker.store.get(request.path_params["request_id"])
         if row is None:
             return self._refusal(request, Refused(404, "Not found", "There is no such request."), **context)
@@ -142,28 +141,27 @@ class Dashboard(DashboardAccess):
     # -- grants ---------------------------------------------------------------------------------------------
 
     async def grants_page(self, request: Request) -> Response:
-        sid = self._session(request)
-        if sid is None:
+        session = await self._session(request)
+        if session is None:
             return self._login_redirect(request)
         now = datetime.now(UTC)
         grants = await self._broker.store.grants(limit=GRANTS_SHOWN)
         context = {
             "active": [grant for grant in grants if grant.active(now)],
             "ended": [grant for grant in grants if not grant.active(now)],
-            "signed_in": True,
-            "csrf": self._auth.csrf_token(sid),
+            **self._signed_in(session),
         }
         return self._page(request, "grants.html", context)
 
     async def revoke(self, request: Request) -> Response:
-        sid = self._session(request)
-        if sid is None:
+        session = await self._session(request)
+        if session is None:
             return PlainTextResponse("sign in first", status_code=401)
-        context: dict[str, Any] = {"signed_in": True, "csrf": self._auth.csrf_token(sid)}
+        context = self._signed_in(session)
         try:
-            await self._checked_form(request, sid)
+            await self._checked_form(request, session.sid)
             try:
-                await self._broker.revoke(request.path_params["grant_id"], f"dashboard session {sid[:8]}")
+                await self._broker.revoke(request.path_params["grant_id"], session.actor)
             except NotFound:
                 raise Refused(404, "Not found", "There is no such grant.") from None
             except GrantEnded:
@@ -187,17 +185,17 @@ class Dashboard(DashboardAccess):
             raise Refused(404, "Not found", "There is no such request.") from None
 
     async def decide(self, request: Request) -> Response:
-        sid = self._session(request)
-        if sid is None:
+        session = await self._session(request)
+        if session is None:
             return PlainTextResponse("sign in first", status_code=401)
-        context: dict[str, Any] = {"signed_in": True, "csrf": self._auth.csrf_token(sid)}
+        context = self._signed_in(session)
         row = None
         try:
-            form = await self._checked_form(request, sid)
+            form = await self._checked_form(request, session.sid)
             row = await self._broker.store.get(request.path_params["request_id"])
             if row is None:
                 raise Refused(404, "Not found", "There is no such request.")
-            await self._apply(row, answer_from_form(form, row, f"dashboard session {sid[:8]}", DASHBOARD_CHANNEL))
+            await self._apply(row, answer_from_form(form, row, session.actor, DASHBOARD_CHANNEL))
         except Refused as refused:
             return self._refusal(request, refused, row=row, **context)
         next_field = form.get("next")
@@ -253,23 +251,25 @@ class Dashboard(DashboardAccess):
         return ServerSentEvent(event="closed", data=json.dumps({"id": row.id, "status": row.status, "html": html}))
 
     async def events(self, request: Request) -> Response:
-        sid = self._session(request)
-        if sid is None:
+        session = await self._session(request)
+        if session is None:
             return PlainTextResponse("sign in first", status_code=401)
-        csrf = self._auth.csrf_token(sid)
+        csrf = self._auth.csrf_token(session.sid)
         hub = self._broker.events
 
         async def stream() -> AsyncIterator[ServerSentEvent]:
             async with hub.subscribe() as subscription:
                 yield ServerSentEvent(event="ready", data="{}")
                 async for event in subscription:
+                    if session.login is not None and await self._session(request) is None:
+                        return  # that person's login was revoked: nothing more for this page
                     yield self._event_data(event, csrf)
 
         return EventSourceResponse(stream(), ping=15)
 
     async def export(self, request: Request) -> Response:
-        sid = self._session(request)
-        if sid is None:
+        session = await self._session(request)
+        if session is None:
             return self._login_redirect(request)
         fmt = request.path_params["fmt"]
         writers: dict[str, tuple[str, Callable[[list[ApprovalRequest], bool], str]]] = {
@@ -281,7 +281,7 @@ class Dashboard(DashboardAccess):
         try:
             status, tool, text, _ = self._filters(request)
         except Refused as refused:
-            return self._refusal(request, refused, signed_in=True, csrf=self._auth.csrf_token(sid))
+            return self._refusal(request, refused, **self._signed_in(session))
         media_type, write = writers[fmt]
         search = self._broker.store.search
 

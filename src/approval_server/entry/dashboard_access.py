@@ -1,6 +1,6 @@
-"""Who may use the dashboard, and how it answers: a session cookie from the dashboard token (`/login`, `/logout`),
-the checks every state-changing form passes (same origin, a CSRF token bound to the session or link), the limit on
-wrong tokens, and the pages and fragments rendered from the templates."""
+"""Who may use the dashboard, and how it answers: a session cookie from the dashboard token or a person's own
+login link (`/login`, `/logout`), the checks every state-changing form passes (same origin, a CSRF token bound to
+the session or link), the limit on wrong tokens, and the pages and fragments rendered from the templates."""
 
 from __future__ import annotations
 
@@ -19,7 +19,14 @@ from approval_server.entry.dashboard_templates import templates
 from approval_server.entry.decision_form import Refused
 from approval_server.errors import BadRequest, TooLarge
 from approval_server.people import People
-from approval_server.web_auth import SESSION_COOKIE, SESSION_SECONDS, WebAuth, WrongTokenLimit
+from approval_server.web_auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Session,
+    WebAuth,
+    WrongTokenLimit,
+    login_secret_hash,
+)
 
 MAX_FORM_BYTES = 2 * 1024 * 1024
 
@@ -55,7 +62,14 @@ class DashboardAccess:
     # -- rendering ------------------------------------------------------------------------------------------
 
     def _page(self, request: Request, name: str, context: Mapping[str, Any], status_code: int = 200) -> Response:
-        base = {"request": request, "now": datetime.now(UTC), "csrf": "", "signed_in": False, "action": None}
+        base = {
+            "request": request,
+            "now": datetime.now(UTC),
+            "csrf": "",
+            "signed_in": False,
+            "who": None,
+            "action": None,
+        }
         return self._templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
 
     def _fragment(self, name: str, **context: Any) -> str:
@@ -70,8 +84,20 @@ class DashboardAccess:
 
     # -- access ---------------------------------------------------------------------------------------------
 
-    def _session(self, request: Request) -> str | None:
-        return self._auth.session_id(request.cookies.get(SESSION_COOKIE))
+    async def _session(self, request: Request) -> Session | None:
+        """The request's session: the owner's, or a person's while their login is live and they are still one of
+        the people (a revoked login or a person taken out of the people file ends it at once)."""
+        session = self._auth.session(request.cookies.get(SESSION_COOKIE))
+        if session is None or session.login is None:
+            return session
+        if session.person is None or self._people.named(session.person) is None:
+            return None
+        login = await self._broker.store.live_login(session.login)
+        return session if login is not None and login.person == session.person else None
+
+    def _signed_in(self, session: Session) -> dict[str, Any]:
+        """What every page of a signed-in session shows: who it is, and the CSRF token of its forms."""
+        return {"signed_in": True, "csrf": self._auth.csrf_token(session.sid), "who": session.actor}
 
     @staticmethod
     def _login_redirect(request: Request) -> Response:
@@ -115,10 +141,10 @@ class DashboardAccess:
             detail = f"Too many wrong tokens or links from your address; try again in {wait} s."
             raise Refused(429, "Too many attempts", detail, {"retry-after": str(wait)})
 
-    def _set_session(self, response: Response, request: Request) -> None:
+    def _set_session(self, response: Response, request: Request, person: str | None, login: str | None) -> None:
         response.set_cookie(
             SESSION_COOKIE,
-            self._auth.new_session(),
+            self._auth.new_session(person, login),
             max_age=SESSION_SECONDS,
             path="/",
             httponly=True,
@@ -145,20 +171,27 @@ class DashboardAccess:
             self._check_attempts(request)
         except Refused as refused:
             return self._refusal(request, refused)
+        person = login = None
         if not self._auth.token_matches(token.strip()):
-            self._wrong_tokens.wrong(client_address(request))
-            error = "That token is not right. Use the login URL the server printed, or its dashboard-token file."
-            return self._page(request, "login.html", {"next": next_path, "error": error}, status_code=401)
+            found = await self._broker.store.sign_in(login_secret_hash(token.strip()))
+            if found is None or self._people.named(found.person) is None:
+                self._wrong_tokens.wrong(client_address(request))
+                error = (
+                    "That token is not right, or that login link was revoked. Use your own login link, the login URL "
+                    "the server printed, or its dashboard-token file."
+                )
+                return self._page(request, "login.html", {"next": next_path, "error": error}, status_code=401)
+            person, login = found.person, found.id
         response = RedirectResponse(next_path, status_code=303)
-        self._set_session(response, request)
+        self._set_session(response, request, person, login)
         return response
 
     async def logout(self, request: Request) -> Response:
-        sid = self._session(request)
-        if sid is None:
+        session = await self._session(request)
+        if session is None:
             return self._login_redirect(request)
         try:
-            await self._checked_form(request, sid)
+            await self._checked_form(request, session.sid)
         except Refused as refused:
             return self._refusal(request, refused)
         response = RedirectResponse("/login", status_code=303)

@@ -8,7 +8,8 @@ row changed, so two answers racing, in one process or in several, can never both
 
 `Store` is the one door: the requests and their answers are here (their statements in `records`); its parts each
 have a module of their own: the connection, transactions and errors (`database`), the schema's migrations
-(`migration`), grants (`grant_records`) and the messages sent for requests (`outbound`).
+(`migration`), grants (`grant_records`), the messages sent for requests (`outbound`) and people's dashboard logins
+(`logins`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from approval_server.grants import Grant
 from approval_server.models import Answer, ApprovalRequest, Status
 from approval_server.notices import NOTICE_CHANNEL, Notice, outcome_detail
 from approval_server.store.grant_records import GrantRecords
+from approval_server.store.logins import LoginRecords
 from approval_server.store.migration import Migrations
 from approval_server.store.outbound import OutboundMessages
 from approval_server.store.records import (
@@ -46,7 +48,7 @@ from approval_server.store.records import (
 from approval_server.store.tables import answers, grants, requests, seen_webhooks
 
 
-class Store(Migrations, GrantRecords, OutboundMessages):
+class Store(Migrations, GrantRecords, OutboundMessages, LoginRecords):
     """`replica` names this server among those sharing a PostgreSQL database: its requests carry it, and what it
     changes is announced to the others (`NOTIFY`, delivered when the transaction commits, so never before)."""
 

@@ -184,3 +184,19 @@ replicas = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("heartbeat_at", UTCDateTime, nullable=False),
 )
+
+# Each person's own dashboard login links (`approval-server people link`): only a SHA-256 of the link's secret is
+# kept, so a copy of the database signs no one in. A revoked login ends its sessions on every replica.
+person_logins = sa.Table(
+    "person_logins",
+    metadata,
+    sa.Column("id", AnyText(16), primary_key=True),
+    sa.Column("person", AnyText(), nullable=False),
+    sa.Column("secret_hash", AnyText(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", AnyText(), nullable=False),
+    sa.Column("used_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_by", AnyText(), nullable=True),
+    sa.Index("ix_person_logins_person", "person"),
+)
