@@ -15,8 +15,8 @@ from approval_server.errors import RequestClosed, StoreError
 from approval_server.fair_share import Limits
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
 from approval_server.policy import RulesPolicy
+from approval_server.policy.rule import Verdict
 from approval_server.policy.rule_set import RuleSet
-from approval_server.policy.verdict import Verdict
 from approval_server.store import Store
 
 CALL = ToolCall("Bash", {"command": "echo hi"}, "t1")

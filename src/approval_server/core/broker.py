@@ -53,7 +53,7 @@ from approval_server.errors import (
 from approval_server.fair_share import FAIR_SHARE_CHANNEL, Limits, Share, Turns
 from approval_server.grants import Grant, pattern_for, scopes_for
 from approval_server.models import Answer, ApprovalRequest, Status, ToolCall
-from approval_server.policy.verdict import Policy
+from approval_server.policy.rule import Policy
 from approval_server.render import render_text
 from approval_server.store import Store
 from approval_server.store.records import NOT_DELIVERED

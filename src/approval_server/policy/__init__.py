@@ -1,15 +1,15 @@
 """The owner's policy: what may run without a human, what never may, and what needs an answer.
 
 The rules themselves (their syntax and matching) live in `rule_set` and the modules it uses, the built-in protection
-of the server's own files in `self_protect`; this combines them into the `Policy` the broker asks (see `verdict`).
+of the server's own files in `self_protect`; this combines them into the `Policy` the broker asks (see `rule`).
 """
 
 from __future__ import annotations
 
 from approval_server.models import ToolCall
+from approval_server.policy.rule import Verdict
 from approval_server.policy.rule_set import RuleSet
 from approval_server.policy.self_protect import SelfProtection
-from approval_server.policy.verdict import Verdict
 
 
 class RulesPolicy:

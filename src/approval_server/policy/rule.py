@@ -1,12 +1,17 @@
-"""One policy rule as written (`Bash(npm test)`, `Read(./src/**)`), its action, and the tools rules name.
+"""The policy's terms: one rule as written (`Bash(npm test)`, `Read(./src/**)`), its action and the tools rules
+name; what a policy answers about a tool call (`Verdict`), and the interface the broker asks a policy through
+(`Policy`).
 
-The rule set (`rule_set`) evaluates rules; `rule_index` parses and indexes them; `policy_file` reads them from TOML.
+The rule set (`rule_set`) evaluates rules; `rule_index` parses and indexes them; `policy_file` reads them from TOML;
+the rules and the server's self-protection (`self_protect`) return `Verdict`s, and `policy` combines them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
+
+from approval_server.models import ToolCall
 
 Action = Literal["allow", "deny", "ask"]
 ACTIONS_BY_PRECEDENCE: tuple[Action, ...] = ("deny", "ask", "allow")
@@ -36,3 +41,14 @@ class Rule:
 
 class RuleError(ValueError):
     """A rule string that cannot be used; the loader adds the file and line."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    rule: str | None = None
+    reason: str | None = None
+
+
+class Policy(Protocol):
+    def evaluate(self, call: ToolCall) -> Verdict: ...

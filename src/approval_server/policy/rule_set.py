@@ -26,10 +26,9 @@ from typing import Any
 from approval_server.errors import ConfigError
 from approval_server.policy.path_rules import Target, path_target, real_target, working_directory
 from approval_server.policy.policy_file import load_tables
-from approval_server.policy.rule import ACTIONS_BY_PRECEDENCE, EDIT_TOOLS, READ_TOOLS, Action, Rule
+from approval_server.policy.rule import ACTIONS_BY_PRECEDENCE, EDIT_TOOLS, READ_TOOLS, Action, Rule, Verdict
 from approval_server.policy.rule_index import Index, Table
 from approval_server.policy.shell import PATTERN_CHARS, Analysis, analyse
-from approval_server.policy.verdict import Verdict
 from approval_server.weburl import web_host
 
 _RESTRICTIONS = ACTIONS_BY_PRECEDENCE[:2]  # what any part of a call may trigger

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from approval_server.config import DEFAULT_PEOPLE_FILE, DEFAULT_POLICY_FILE, Settings, user_config_dir
+from approval_server.policy.rule import Verdict
 from approval_server.policy.shell import analyse
-from approval_server.policy.verdict import Verdict
 
 RULE = "built-in: protect approval-server's own files"
 _REASON = (
