@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dashboard_support import DASHBOARD_TOKEN, TOOL, answer, ask, page_csrf, signed_in
+from approval_server.web_auth import WebAuth
+from tests.dashboard_support import DASHBOARD_TOKEN, TOOL, answer, ask, page_csrf, signed_in, still_pending
 from tests.fake_ntfy import FakeNtfy, Published, new_token
 from tests.support import ServerProcess, wait_for_status
 
@@ -161,6 +162,24 @@ async def test_forged_misdirected_reused_and_late_buttons_change_nothing(start_n
     assert [answer["outcome"] for answer in row_a["answers"]] == ["applied"]
     assert (row_b["status"], [x["outcome"] for x in row_b["answers"]]) == ("denied", ["applied"])
     assert token_a not in server.log()
+
+
+async def test_another_channels_link_posted_as_a_button_is_not_recorded_as_answered_on_ntfy(
+    start_ntfy: Start, ntfy: FakeNtfy
+) -> None:
+    """Alice's link from another channel's message (or made for the dashboard page) decides only on its page, as a web
+    link: posted to the ntfy route, it would record an answer on ntfy that she never gave there."""
+    server = start_ntfy()
+    auth = WebAuth(DASHBOARD_TOKEN)
+    async with server.mcp() as mcp, server.api() as api, httpx.AsyncClient(timeout=15) as http:
+        call, pending = await ask(mcp, api, {"command": "echo x"})
+        await pushes(ntfy, ALICE_TOPIC)
+        for channel in (None, "telegram"):
+            token = auth.request_link_token(pending["id"], "alice", channel)
+            posted = await http.post(f"{server.url}/ntfy/answer/{pending['id']}/r/{token}", content=b"approve")
+            assert posted.status_code == 403
+            assert "not made for an ntfy button" in posted.text
+        await still_pending(api, pending["id"], call)
 
 
 async def test_a_button_of_a_person_no_longer_on_ntfy_is_refused(

@@ -44,11 +44,13 @@ class LinkRefused(Exception):
 
 @dataclass(frozen=True)
 class RequestLink:
-    """What a valid request link grants: deciding `request_id`, as `approver`, once."""
+    """What a valid request link grants: deciding `request_id`, as `approver`, once. `channel`: the channel whose
+    own buttons post it (ntfy's), which may then record the answer as theirs; None for a link to open in a browser."""
 
     request_id: str
     approver: str
     nonce: str
+    channel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,9 @@ class WebAuth:
     def csrf_matches(self, bound_to: str, given: str) -> bool:
         return secrets.compare_digest(self.csrf_token(bound_to).encode(), given.encode())
 
-    def request_link_token(self, request_id: str, approver: str) -> str:
-        return self._links.dumps({"r": request_id, "a": approver, "n": secrets.token_urlsafe(12)})
+    def request_link_token(self, request_id: str, approver: str, channel: str | None = None) -> str:
+        data = {"r": request_id, "a": approver, "n": secrets.token_urlsafe(12)}
+        return self._links.dumps(data | ({"c": channel} if channel is not None else {}))
 
     def read_request_link(self, token: str, max_age: float) -> RequestLink:
         """Check a link's signature and that it is at most `max_age` seconds old. Raises `LinkRefused`."""
@@ -121,7 +124,10 @@ class WebAuth:
             raise LinkRefused("This link is not valid: it was changed or was not made by this server.") from None
         if not isinstance(data, dict) or not all(isinstance(data.get(key), str) for key in ("r", "a", "n")):
             raise LinkRefused("This link is not valid.")
-        return RequestLink(request_id=data["r"], approver=data["a"], nonce=data["n"])
+        channel = data.get("c")
+        if channel is not None and not isinstance(channel, str):
+            raise LinkRefused("This link is not valid.")
+        return RequestLink(request_id=data["r"], approver=data["a"], nonce=data["n"], channel=channel)
 
     def peek_request_id(self, token: str) -> str | None:
         """The request id a correctly signed link names, before its age can be checked against that request."""

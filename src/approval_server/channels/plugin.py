@@ -59,11 +59,12 @@ class ChannelDeps:
     people: People
     public_url: str | None
 
-    def link(self, request_id: str, person: Person | str) -> str:
+    def link(self, request_id: str, person: Person | str, channel: str | None = None) -> str:
         """`person`'s own link to decide `request_id` (see `web_auth.request_link_token`); a path when the server
-        has no PUBLIC_URL."""
+        has no PUBLIC_URL. `channel`: a link that channel's own buttons will post, and only its buttons may record
+        as answered on it (opened in a browser, any link is answered `via` "web link")."""
         name = person if isinstance(person, str) else person.name
-        return f"{self.public_url or ''}/r/{self.auth.request_link_token(request_id, name)}"
+        return f"{self.public_url or ''}/r/{self.auth.request_link_token(request_id, name, channel)}"
 
 
 class ChannelPlugin(ABC, Generic[SectionT, ConfigT]):

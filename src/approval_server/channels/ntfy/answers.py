@@ -2,7 +2,7 @@
 
 The token is the person's signed request link, the one the push's click opens: it names the request and the person,
 and expires with the request. An answer counts only when the token is this server's, unexpired, for the request the
-path names, made for a person who is still reached on ntfy, on a request still pending, and not used before (its
+path names, made for ntfy's buttons (not another channel's link) and for a person who is still reached on ntfy, on a request still pending, and not used before (its
 nonce is seen once, across replicas, with the request page's own uses); an approval must also be of a request the push
 showed whole (`messages.approvable`). Anything else is refused with a 4xx and changes nothing. The answer is the
 person's: `Answer(actor=<their name>, channel="ntfy")`.
@@ -62,6 +62,8 @@ class NtfyAnswers:
             if choice is None:
                 raise Refused(400, "the body is the choice: approve, deny or session")
             row, link = await self._checked(request.path_params["request_id"], request.path_params["token"], address)
+            if link.channel != NAME:  # another channel's link: what it decides is not answered on ntfy
+                raise Refused(403, "this link was not made for an ntfy button: open it in a browser")
             person = self._people.named(link.approver)
             if person is None or person.on(NAME) is None:
                 raise Refused(403, "this button was made for someone who no longer answers on ntfy")

@@ -45,7 +45,7 @@ class NtfyChannel(Channel):
 
     async def _push(self, person: str, topic: str, request: ApprovalRequest) -> str | None:
         """Push `request` to one person; returns why it failed, or None."""
-        page = self.deps.link(request.id, person)
+        page = self.deps.link(request.id, person, NAME)
         answer = answer_url(self.config.public_url, request.id, page.rsplit("/r/", 1)[1])
         message = ask(request, topic, page, answer, self.config.priority)
         self._pushed.setdefault(request.id, {})[person] = topic
