@@ -2,10 +2,10 @@
 
 The token is the person's signed request link, the one the push's click opens: it names the request and the person,
 and expires with the request. An answer counts only when the token is this server's, unexpired, for the request the
-path names, made for ntfy's buttons (not another channel's link) and for a person who is still reached on ntfy, on a request still pending, and not used before (its
-nonce is seen once, across replicas, with the request page's own uses); an approval must also be of a request the push
-showed whole (`messages.approvable`). Anything else is refused with a 4xx and changes nothing. The answer is the
-person's: `Answer(actor=<their name>, channel="ntfy")`.
+path names, made for ntfy's buttons (not another channel's link) and for a person who is still reached on ntfy, on a
+request still pending, and not used before (its nonce is seen once, across replicas, with the request page's own
+uses); an approval must also be of a request the push showed whole (`messages.approvable`). Anything else is
+refused with a 4xx and changes nothing. The answer is the person's: `Answer(actor=<their name>, channel="ntfy")`.
 
 Wrong tokens are counted per client address, as the dashboard counts them (`WrongTokenLimit`).
 """
