@@ -1,0 +1,70 @@
+"""The Apprise channel's sends: a notice of each request to every URL, and of how it ended to those that took it.
+
+Each URL is sent on its own, all at once, so the log says which one failed. A notice that no URL takes is a failed
+delivery (then, with no other channel that reaches people, the request is denied at once); one URL taking it is
+enough. No send holds the server beyond APPRISE_TIMEOUT (see `targets.send`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from approval_server.channels.apprise.notice import notice, outcome, title
+from approval_server.channels.apprise.settings import AppriseSettings
+from approval_server.channels.apprise.targets import Target, send
+from approval_server.channels.base import Channel, Delivery
+from approval_server.channels.plugin import ChannelDeps
+from approval_server.models import ApprovalRequest
+
+
+class AppriseChannel(Channel):
+    name = "apprise"
+
+    def __init__(self, settings: AppriseSettings, deps: ChannelDeps) -> None:
+        self.settings = settings
+        self._deps = deps
+        self._shown: dict[str, list[Target]] = {}  # request id → the URLs that took its notice
+
+    async def notify(self, request: ApprovalRequest) -> Delivery:
+        # A person's own URL carries their own link; a URL of APPRISE_URLS, whose readers are not known, the
+        # request's dashboard page, where each signs in as themselves.
+        sends = [
+            (target, f"Read it all and decide, as {person.name}: {self._deps.link(request.id, person)}")
+            for person, target in self.settings.people
+        ]
+        page = f"{self.settings.public_url}/requests/{request.id}"
+        sends += [
+            (target, f"Read it all and decide on the dashboard (sign in): {page}") for target in self.settings.shared
+        ]
+        targets = [target for target, _ in sends]
+        sending = asyncio.ensure_future(
+            asyncio.gather(
+                *(self._send(target, title(request), notice(request, target, how), request.id) for target, how in sends)
+            )
+        )
+        try:
+            failures = await asyncio.shield(sending)
+        except asyncio.CancelledError:  # decided meanwhile: the notices in flight end (within the timeout) and are
+            while not sending.done():  # recorded, so that those who got one are told how it ended
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({sending})
+            if not sending.cancelled() and sending.exception() is None:
+                self._shown[request.id] = [t for t, why in zip(targets, sending.result(), strict=True) if why is None]
+            raise
+        took = [target for target, why in zip(targets, failures, strict=True) if why is None]
+        self._shown[request.id] = took
+        if not took:
+            return Delivery(
+                reached=False, detail=f"no Apprise URL took the notice ({'; '.join(filter(None, failures))})"
+            )
+        return Delivery(reached=True, detail=f"{len(took)} of {len(sends)} Apprise URL(s) took it")
+
+    async def withdraw(self, request: ApprovalRequest) -> None:
+        shown = self._shown.pop(request.id, [])
+        if self.settings.outcomes and shown:
+            text = outcome(request)
+            await asyncio.gather(*(self._send(target, f"Request {request.id}", text, request.id) for target in shown))
+
+    async def _send(self, target: Target, title: str, body: str, about: str) -> str | None:
+        return await send(target, title, body, self.settings.timeout, f"request {about}")
