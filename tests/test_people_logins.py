@@ -200,3 +200,17 @@ def test_no_person_may_take_a_name_the_record_gives_to_someone_else(tmp_path: Pa
     path.write_text(f'[[person]]\nname = "{name}"\nwhatsapp = "{ALICE}"\n')
     with pytest.raises(ConfigError, match="choose another"):
         load_people(path, {"whatsapp": lambda value: str(value)})
+
+
+def test_people_list_shows_no_secret_an_identity_holds(tmp_path: Path) -> None:
+    """An Apprise URL's password and an ntfy topic (anyone who knows it may subscribe) stay off the terminal."""
+    path = tmp_path / "people.toml"
+    path.write_text(
+        '[[person]]\nname = "carol"\napprise = "json://ops:hunter2pw@127.0.0.1:9/hook"\n'
+        'ntfy = "carol-approvals-7f3k9q2m4x8w"\n'
+    )
+    listed = cli("people", "list", cwd=tmp_path, env={"PEOPLE_FILE": str(path)})
+    assert listed.returncode == 0, listed.stderr
+    assert "hunter2pw" not in listed.stdout
+    assert "7f3k9q2m4x8w" not in listed.stdout
+    assert listed.stdout.startswith("carol: apprise JSON (json://ops:****@127.0.0.1:9/hook), ntfy topic caro…")

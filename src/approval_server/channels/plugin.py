@@ -81,6 +81,11 @@ class ChannelPlugin(ABC, Generic[SectionT, ConfigT]):
         it is not one. By default the channel reaches no one by name."""
         raise ValueError(f"{self.title} reaches no one by an identity of their own")
 
+    def shown(self, identity: str) -> str:
+        """A person's identity as `people list` prints it: as written, unless part of it is a secret (a password in
+        a URL, a topic anyone who knows it may read)."""
+        return identity
+
     def unnamed(self, section: SectionT) -> list[str]:
         """Identities the channel's own settings name (`APPROVAL_PHONE`): each is a person unless a named person
         has it."""

@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from approval_server.channels.plugin import channel_plugins
 from approval_server.entry.configuration import Configuration, load_configuration
 from approval_server.errors import ConfigError
 from approval_server.store import Store
@@ -85,8 +86,11 @@ def list_people(env_file: EnvFile = ENV_DEFAULT) -> None:
         typer.echo("No one: set PEOPLE_FILE (people.toml), or a channel's approvers (APPROVAL_PHONE).")
         return
     logins = _on_store(configuration, lambda store: store.logins())
+    plugins = channel_plugins()
     for person in people:
-        channels = ", ".join(f"{channel} {identity}" for channel, identity in person.identities.items())
+        channels = ", ".join(
+            f"{channel} {plugins[channel].shown(identity)}" for channel, identity in person.identities.items()
+        )
         typer.echo(f"{person.name}: {channels or 'no channel'}")
         for login in (each for each in logins if each.person == person.name):
             typer.echo(f"  {_describe(login)}")

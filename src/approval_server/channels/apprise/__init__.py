@@ -36,6 +36,11 @@ class Apprise(ChannelPlugin[AppriseSection, AppriseSettings]):
             raise ValueError('no Apprise URL given (service://…, e.g. "pover://user-key@app-token")')
         return " ".join(split_urls(value))
 
+    def shown(self, identity: str) -> str:
+        from approval_server.channels.apprise.targets import load_targets
+
+        return ", ".join(target.describe() for target in load_targets(identity))
+
     def configure(self, section: AppriseSection, settings: Settings, people: People) -> AppriseSettings | None:
         return configure(section, settings, people)
 

@@ -32,6 +32,10 @@ class Ntfy(ChannelPlugin[NtfySection, NtfyConfig]):
     def identity(self, value: object) -> str:
         return topic(value)
 
+    def shown(self, identity: str) -> str:
+        """A topic is its own password (anyone who knows it may subscribe): only its first characters."""
+        return f"topic {identity[:4]}…"
+
     def configure(self, section: NtfySection, settings: Settings, people: People) -> NtfyConfig | None:
         return configure(section, settings, people)
 
