@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dashboard_support import DASHBOARD_TOKEN, csrf_of, signed_in
+from tests.apprise_targets import AppriseTargets
+from tests.dashboard_support import DASHBOARD_TOKEN, browser, csrf_of, local, signed_in
 from tests.e2e.claude_cli import ClaudeResult, run_claude_async, write_mcp_config
 from tests.e2e.fake_anthropic import FakeAnthropic, tool_use
 from tests.fake_ntfy import FakeNtfy
@@ -31,10 +32,13 @@ pytestmark = pytest.mark.usefixtures("require_claude")
 TG_ALICE, TG_BOB = 111_111_111, 222_222_222
 ALICE_TOPIC = "alice-approvals-7f3k9q2m4x8w"
 SECRET = "webhook-secret_0123456789"
-PEOPLE = (
-    f'[[person]]\nname = "alice"\nwhatsapp = "{ALICE}"\ntelegram = "{TG_ALICE}"\nntfy = "{ALICE_TOPIC}"\n\n'
-    f'[[person]]\nname = "bob"\ntelegram = "{TG_BOB}"\n'
-)
+
+
+def people(apprise_url: str) -> str:
+    return (
+        f'[[person]]\nname = "alice"\nwhatsapp = "{ALICE}"\ntelegram = "{TG_ALICE}"\nntfy = "{ALICE_TOPIC}"\n'
+        f'apprise = "{apprise_url}"\n\n[[person]]\nname = "bob"\ntelegram = "{TG_BOB}"\n'
+    )
 
 
 @dataclass
@@ -65,15 +69,26 @@ def ntfy() -> Iterator[FakeNtfy]:
 
 
 @pytest.fixture
+def targets() -> Iterator[AppriseTargets]:
+    with AppriseTargets() as served:
+        yield served
+
+
+@pytest.fixture
 def server(
-    start_server: Callable[..., ServerProcess], fake: FakeTwilio, telegram: FakeTelegram, ntfy: FakeNtfy, tmp_path: Path
+    targets: AppriseTargets,  # first: started before the server, so stopped after it (it tells them how it ended)
+    start_server: Callable[..., ServerProcess],
+    fake: FakeTwilio,
+    telegram: FakeTelegram,
+    ntfy: FakeNtfy,
+    tmp_path: Path,
 ) -> ServerProcess:
-    people = tmp_path / "people.toml"
-    people.write_text(PEOPLE)
+    people_file = tmp_path / "people.toml"
+    people_file.write_text(people(targets.url("alice")))
     env = whatsapp_env(
         fake,
         APPROVAL_PHONE=ALICE,
-        PEOPLE_FILE=str(people),
+        PEOPLE_FILE=str(people_file),
         NTFY_URL=ntfy.base_url,
         APPROVAL_DASHBOARD_TOKEN=DASHBOARD_TOKEN,
         **telegram.env(TELEGRAM_WEBHOOK_SECRET=SECRET),
@@ -189,3 +204,26 @@ async def test_a_dashboard_decision_by_a_person_closes_the_request_on_every_chan
         late = await ntfy.press(push, "Approve")  # the old push's button no longer approves anything
         assert late.status_code == 410
     assert not run.marker.exists()
+
+
+async def test_the_link_in_an_apprise_notice_decides_what_claude_code_runs(
+    server: ServerProcess,
+    targets: AppriseTargets,
+    fake_anthropic: Callable[..., FakeAnthropic],
+    tmp_path: Path,
+) -> None:
+    async with server.api() as api:
+        run = await ask(server, api, fake_anthropic, tmp_path, "apprise")
+        (notice,) = await targets.arrived("alice")
+        assert f"echo ok > {run.marker}" in notice.message
+        link = next(word for word in notice.message.split() if word.startswith(f"{PUBLIC_URL}/r/"))
+        async with browser(server) as http:
+            page = await http.get(local(link, server))
+            assert page.status_code == 200
+            form = {"csrf": csrf_of(page.text), "decision": "allow"}
+            assert (await http.post(local(link, server), data=form)).status_code == 200
+        await ran(run, True)
+        row = await wait_for_status(api, run.request_id, "allowed")
+        ended = (await targets.arrived("alice", 2))[-1]
+    assert (row["decided_by"], row["decided_via"]) == ("alice", "web link")
+    assert ended.message == f"Request {run.request_id} was approved by alice via web link."
