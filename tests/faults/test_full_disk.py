@@ -66,6 +66,18 @@ def fill(path: Path) -> None:
         os.close(fd)
 
 
+async def admitted(database: Path, count: int, within: float = 10) -> None:
+    """Wait until `count` pending requests have taken their place in the fair share (`share` set). A request shows as
+    pending once it is recorded, a moment before that write: a disk filled in between would fail the request."""
+    for _ in range(int(within / 0.02)):
+        with sqlite3.connect(database) as db:
+            query = "SELECT count(*) FROM requests WHERE status = 'pending' AND share IS NOT NULL"
+            if db.execute(query).fetchone()[0] >= count:
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{count} requests were not all admitted to wait")
+
+
 def no_500(responses: list[httpx.Response]) -> None:
     for response in responses:
         assert response.status_code != 500, response.text
@@ -80,6 +92,7 @@ async def test_a_full_disk_denies_with_the_reason_answers_no_500_and_recovers(sm
         async with server.api() as api, server.mcp() as mcp, signed_in(server) as browser:
             waiting = [asyncio.create_task(ask(mcp, f"waiting {n} {BIG}")) for n in range(5)]
             pending = [await wait_for_pending(api, {"input": {"command": f"waiting {n} {BIG}"}}) for n in range(5)]
+            await admitted(small_disk / "approval.db", 5)
             fill(small_disk / "filler")
 
             new = await asyncio.wait_for(asyncio.gather(*(ask(mcp, f"new {n} {BIG}") for n in range(20))), 60)
