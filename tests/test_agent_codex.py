@@ -294,7 +294,7 @@ async def test_an_edit_is_refused_for_codex_which_would_run_the_original(codex_s
             await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "deny", "message": "no"})
         decision = (await asked).json()["hookSpecificOutput"]["decision"]
     assert decision["behavior"] == "deny"
-    assert decision["message"].startswith("Denied by api via api: no (approval request ")
+    assert decision["message"].startswith("Denied by owner via api: no (approval request ")
 
 
 @pytest.mark.parametrize(

@@ -368,7 +368,7 @@ async def test_the_hook_endpoint_records_a_gemini_call_and_answers_as_gemini_rea
         "hookSpecificOutput": {"hookEventName": "BeforeTool", "tool_input": {"command": "touch /tmp/other"}},
     }
     assert answers[1]["decision"] == "deny"
-    assert answers[1]["reason"].startswith("Denied by api via api: no")
+    assert answers[1]["reason"].startswith("Denied by owner via api: no")
     assert (pending["client"], pending["agent"], pending["editable"]) == (
         "Gemini CLI 0.61.0, BeforeTool hook",
         "laptop",

@@ -153,7 +153,7 @@ async def test_the_server_decides_an_ask_and_guards_opencodes_own_configuration(
         denied = (await asked).json()
         guarded = await agent.post("/api/hook/opencode", json=event(ask("bash", {"command": f"cat {config}"})))
     assert denied["reply"] == "reject"
-    assert denied["message"].startswith("Denied by api via api: no (approval request ")
+    assert denied["message"].startswith("Denied by owner via api: no (approval request ")
     assert pending["client"] == "OpenCode 1.18.33, bash permission"
     assert (pending["agent_kind"], pending["editable"], pending["cwd"]) == ("opencode", False, WORK)
     assert guarded.json()["reply"] == "reject"

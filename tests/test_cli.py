@@ -434,7 +434,7 @@ async def test_grants_print_one_line_each_with_the_rule_and_session_escaped(
         (line,) = result.stdout.splitlines()
         assert line.startswith(grant_id)
         assert f"  {rule}  for {session}" in line
-        assert '; allowed by api (says: "' in line
+        assert '; allowed by owner (says: "' in line
         assert line.endswith(' (CLI)")')
     assert ", revoked " in ended.stdout
     for result in (approved, listed, revoked, ended):

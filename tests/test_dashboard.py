@@ -1013,7 +1013,7 @@ async def test_the_csv_export_neutralises_formulas(dash: ServerProcess) -> None:
     assert row["tool_name"] == "'" + tool
     assert row["tool_use_id"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
     # An API caller's name is recorded as its own quoted words, so it cannot start a formula either.
-    assert row["decided_by"] == 'api (says: "+14155550100")'
+    assert row["decided_by"] == 'owner (says: "+14155550100")'
     assert row["reason"] == "'-2+3 no"
     assert not [cell for cell in table[1] if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
     assert (record["tool_name"], record["tool_use_id"], record["reason"]) == (

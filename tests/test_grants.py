@@ -344,7 +344,7 @@ async def test_the_api_remembers_lists_and_revokes(server: ServerProcess) -> Non
 
         revoked = await api.post(f"/api/grants/{grant['id']}/revoke", json={"actor": "ops"})
         assert revoked.status_code == 200
-        assert revoked.json()["revoked_by"] == 'api (says: "ops")'
+        assert revoked.json()["revoked_by"] == 'owner (says: "ops")'
         assert (await api.post(f"/api/grants/{grant['id']}/revoke")).status_code == 409
         assert (await api.post("/api/grants/nosuchid/revoke")).status_code == 404
         assert (await api.get("/api/grants")).json()["grants"] == []

@@ -76,7 +76,7 @@ async def test_the_hook_endpoint_waits_for_the_decision(server: ServerProcess) -
     assert response.status_code == 200
     output = response.json()["hookSpecificOutput"]
     assert output["permissionDecision"] == "deny"
-    assert output["permissionDecisionReason"].startswith("Denied by api via api: no")
+    assert output["permissionDecisionReason"].startswith("Denied by owner via api: no")
     assert (pending["agent"], pending["session"], pending["cwd"]) == ("laptop", "4bb0", "/srv/app")
 
 

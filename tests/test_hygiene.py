@@ -142,10 +142,10 @@ async def test_an_api_actor_cannot_pass_for_an_approver(server: ServerProcess) -
         decided = (await api.post(f"/api/requests/{pending['id']}/decision", json=body)).json()
         row = (await api.get(f"/api/requests/{pending['id']}")).json()
         answer = json.loads((await call).content[0].text)
-    assert decided["decided_by"] == f'api (says: "{ALICE}")'
-    assert (row["decided_by"], row["decided_via"]) == (f'api (says: "{ALICE}")', "api")
-    assert [a["actor"] for a in row["answers"]] == [f'api (says: "{ALICE}")']
-    assert answer["message"].startswith(f'Denied by api (says: "{ALICE}") via api: no')
+    assert decided["decided_by"] == f'owner (says: "{ALICE}")'
+    assert (row["decided_by"], row["decided_via"]) == (f'owner (says: "{ALICE}")', "api")
+    assert [a["actor"] for a in row["answers"]] == [f'owner (says: "{ALICE}")']
+    assert answer["message"].startswith(f'Denied by owner (says: "{ALICE}") via api: no')
 
 
 async def test_an_api_answer_cannot_imitate_a_policy_rule(server: ServerProcess) -> None:
@@ -164,11 +164,11 @@ async def test_an_api_answer_cannot_imitate_a_policy_rule(server: ServerProcess)
             assert (await api.post(f"/api/requests/{pending['id']}/decision", json=body)).status_code == 200
             rows.append((await api.get(f"/api/requests/{pending['id']}")).json())
         answers = [json.loads(result.content[0].text) for result in await asyncio.gather(*calls)]
-    assert all(answer["message"].startswith("Denied by api") for answer in answers)
+    assert all(answer["message"].startswith("Denied by owner") for answer in answers)
     assert [row["decided_by"] for row in rows] == [
-        f'api (says: "{label}")',
-        'api (says: "\\") via policy: x (\\"")',
-        "api",
+        f'owner (says: "{label}")',
+        'owner (says: "\\") via policy: x (\\"")',
+        "owner",
     ]
     assert {row["decided_via"] for row in rows} == {"api"}
     # The reason is kept exactly as given (what the agent reads is what was typed), and every place that shows it

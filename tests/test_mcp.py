@@ -90,7 +90,7 @@ async def test_a_nul_character_anywhere_is_recorded_shown_and_answered_exactly(s
     assert "no \x00 bytes" in answer["message"]
     # The reason is kept exactly; the name an API caller gives is its own words, quoted as a JSON string (every
     # surface that shows it escapes what is hidden in it).
-    assert (row["decided_by"], row["reason"]) == ('api (says: "alice\\u0000")', "no \x00 bytes")
+    assert (row["decided_by"], row["reason"]) == ('owner (says: "alice\\u0000")', "no \x00 bytes")
     assert missing.status_code == 404
 
 

@@ -257,7 +257,7 @@ async def test_a_decision_elsewhere_or_an_expiry_edits_the_messages(
         decided = await api.post(f"/api/requests/{request_id}/decision", json={"decision": "allow", "actor": "carol"})
         assert decided.status_code == 200
         assert answer_of(await call)["behavior"] == "allow"
-        assert (await closed(telegram, to_bob)).text.endswith('✅ Approved by api (says: "carol") via api.')
+        assert (await closed(telegram, to_bob)).text.endswith('✅ Approved by owner (says: "carol") via api.')
 
         call, request_id = await ask(server, mcp, api, {"command": "sleep 1"})
         to_alice = await request_message(telegram, ALICE, request_id)

@@ -88,7 +88,7 @@ async def test_a_denied_command_does_not_run_and_the_model_reads_why(
     assert not marker.exists()
     seen = fake.tool_result("toolu_d")
     assert seen.is_error is True
-    assert seen.content.startswith('Denied by api (says: "owner") via api: not tonight')
+    assert seen.content.startswith('Denied by owner (says: "owner") via api: not tonight')
     assert [d["tool_use_id"] for d in result.permission_denials] == ["toolu_d"]
 
 

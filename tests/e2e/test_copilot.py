@@ -101,7 +101,7 @@ async def test_a_denied_command_does_not_run_and_the_model_reads_why(
     assert run.returncode == 0, run.describe()
     assert not marker.exists()
     told = fake.tool_result("toolu_no").content  # the model's next request carries the reason
-    assert told.startswith('Denied by preToolUse hook: Denied by api (says: "alice") via api: not on a Friday')
+    assert told.startswith('Denied by preToolUse hook: Denied by owner (says: "alice") via api: not on a Friday')
 
 
 async def test_an_approvers_edit_is_what_runs(

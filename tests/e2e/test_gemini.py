@@ -346,7 +346,7 @@ async def test_a_repository_cannot_redirect_the_hook_or_disable_it_by_name(
             result = await run
     assert result.returncode == 0, result.describe()
     assert not marker.exists()
-    assert "Denied by api via api: no" in fake.function_response("c1")["error"]
+    assert "Denied by owner via api: no" in fake.function_response("c1")["error"]
     assert other.requests == []
 
 

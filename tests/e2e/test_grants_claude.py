@@ -84,7 +84,7 @@ async def test_the_permission_tool_answer_makes_claude_code_stop_asking(
     assert_both_ran(fake, result, work_dir)
     # Claude Code added `Bash(touch marker)` to its session from `updatedPermissions`: the second call never came.
     assert [(row["tool_use_id"], row["decided_by"], row["remembered"]) for row in rows] == [
-        ("toolu_first", 'api (says: "alice")', "session")
+        ("toolu_first", 'owner (says: "alice")', "session")
     ]
 
 
@@ -117,7 +117,7 @@ async def test_a_pretooluse_hook_session_is_remembered_by_the_server(
     result, rows = await run_with_approver(server, run_with_hook(fake, server, tmp_path, work_dir, "PreToolUse"))
     assert_both_ran(fake, result, work_dir)
     first, second = rows  # a PreToolUse hook sees every call: the server answered the second from its grant
-    assert (first["decided_by"], first["remembered"]) == ('api (says: "alice")', "session")
+    assert (first["decided_by"], first["remembered"]) == ('owner (says: "alice")', "session")
     assert second["tool_use_id"] == "toolu_second"
     assert second["decided_via"] == "grant"
     assert second["decided_by"].endswith("allow Bash(touch marker)")
@@ -130,4 +130,4 @@ async def test_a_permission_request_hook_answer_makes_claude_code_stop_asking(
     fake = twice(fake_anthropic)
     result, rows = await run_with_approver(server, run_with_hook(fake, server, tmp_path, work_dir, "PermissionRequest"))
     assert_both_ran(fake, result, work_dir)
-    assert [(row["decided_by"], row["remembered"]) for row in rows] == [('api (says: "alice")', "session")]
+    assert [(row["decided_by"], row["remembered"]) for row in rows] == [('owner (says: "alice")', "session")]

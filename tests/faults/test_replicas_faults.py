@@ -146,10 +146,10 @@ async def test_decisions_racing_on_b_and_c_for_agents_on_live_a_each_reach_their
         assert sorted([by_b.status_code, by_c.status_code]) == [200, 409], (by_b.text, by_c.text)
         row, said = rows[request_id], answers[n]
         if by_b.status_code == 200:
-            assert (row["status"], row["decided_by"]) == ("allowed", 'api (says: "bo")')
+            assert (row["status"], row["decided_by"]) == ("allowed", 'owner (says: "bo")')
             assert (said["permissionDecision"], said["updatedInput"]) == ("allow", allow(n)["updated_input"])
         else:
-            assert (row["status"], row["decided_by"]) == ("denied", 'api (says: "cy")')
+            assert (row["status"], row["decided_by"]) == ("denied", 'owner (says: "cy")')
             assert said["permissionDecision"] == "deny"
             assert f"not deploy {n}" in said["permissionDecisionReason"]
 

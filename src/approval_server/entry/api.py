@@ -26,6 +26,7 @@ from approval_server.bodies import read_body
 from approval_server.core.broker import Broker
 from approval_server.errors import BadRequest, NotFound
 from approval_server.models import Answer, Remember, Status, check_agent_name, plain_version
+from approval_server.web_auth import OWNER
 
 API_CHANNEL = "api"
 API_CREDENTIAL = "api"  # every call here came with the API token (see `fair_share`)
@@ -57,10 +58,10 @@ class DecisionBody(BaseModel):
 
 
 def recorded_actor(name: str | None) -> str:
-    """Who the record says answered through the API: `api`, with the name the caller gave quoted as its own words,
-    as in `api (says: "alice")`. Anyone with the API token can type any name, so a name can never pass for an
-    approver's number, a dashboard session, the server or a policy rule."""
-    return API_CHANNEL if name is None else f"{API_CHANNEL} (says: {_quoted(name)})"
+    """Who the record says answered through the API: the `owner`, whose token it is, with the name the caller gave
+    quoted as its own words, as in `owner (says: "alice")`. Anyone with the API token can type any name, so a name
+    can never pass for one of the people, the server or a policy rule."""
+    return OWNER if name is None else f"{OWNER} (says: {_quoted(name)})"
 
 
 def _quoted(text: str) -> str:
