@@ -87,6 +87,32 @@ def test_other_calls_go_to_the_owners_policy(tool: str, tool_input: dict[str, ob
     assert _verdict(tool, tool_input) == ("allow", "policy.toml:3 allow " + {"Bash": "Bash"}.get(tool, _rule(tool)))
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        "approval-server approve 7kq2m9xa",
+        "uv run approval-server people link alice",
+        "uvx approval-server deny 7kq2m9xa",
+        "/opt/venv/bin/approval-server requests --status pending",
+        "python3 -m approval_server dashboard",
+        "python -mapproval_server.entry.cli approve x",
+        "sh -c 'APPROVAL_API_TOKEN= Approval-Server approve x'",
+        "cd /tmp && env -i approval-server grants",
+    ],
+)
+def test_an_agent_never_runs_the_servers_own_command_whatever_the_policy(command: str) -> None:
+    """It would act with the owner's tokens: approve its own requests, or print a person's login link."""
+    verdict = _policy().evaluate(ToolCall(tool_name="Bash", input={"command": command}, cwd="/home/dev/proj"))
+    assert (verdict.action, verdict.rule) == ("deny", RULE)
+    assert verdict.reason is not None
+    assert "run its own command" in verdict.reason
+
+
+@pytest.mark.parametrize("command", ["python -m pytest tests", "ls src/approval_server", "echo approval server"])
+def test_commands_that_only_look_alike_go_to_the_owners_policy(command: str) -> None:
+    assert _verdict("Bash", {"command": command}) == ("allow", "policy.toml:3 allow Bash")
+
+
 def _rule(tool: str) -> str:
     return {"Read": "Read", "Write": "Edit"}.get(tool, "mcp__files")
 

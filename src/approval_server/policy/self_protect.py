@@ -33,6 +33,11 @@ _REASON = (
     "approval-server does not let an agent read, write, list or name its own files (tokens, database, settings, "
     "policy) ({rule}); no policy rule or grant can change this. Do not retry this action."
 )
+_OWN_COMMAND_REASON = (
+    "approval-server does not let an agent run its own command (it reads the server's tokens and database, so it "
+    "could answer requests or make a person's login link) ({rule}); no policy rule or grant can change this. Do not "
+    "retry this action."
+)
 _VARIABLE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
 _HOME = re.compile(r"\$\{?HOME\}?(?=/|$)")
 # What the shell expands that this cannot: `$'…'`, `$"…"`, `$(…)`, `` `…` ``, `~user`; it may be any folder.
@@ -51,6 +56,26 @@ _OWN_NAMES = frozenset({"api-token", "mcp-token", "dashboard-token", "approval.d
 @dataclass(frozen=True)
 class _Match:
     exact: bool  # names a protected file or something inside a protected folder (else: a folder holding one)
+
+
+def _runs_own_command(tool_name: str, tool_input: object) -> bool:
+    """Whether a Bash command may run approval-server's CLI (`approval-server …`, `uv run approval-server …`,
+    `python -m approval_server …`, through any wrapper): a word that is the program, or the module after `-m`. An
+    agent never needs it (its harness runs the hook), and it would act with the owner's tokens. A folder that has
+    the program's name (`cd approval-server`) is refused too: which word a wrapper runs is not always known."""
+    if tool_name != "Bash" or not isinstance(tool_input, dict) or not isinstance(tool_input.get("command"), str):
+        return False
+    for view in analyse(tool_input["command"]).views:
+        words = [_fold(word) for word in view.words]
+        for at, word in enumerate(words):
+            if posixpath.basename(word.rstrip("/")) == "approval-server":
+                return True
+            module = word.removeprefix("-m") if word.startswith("-m") and word != "-m" else None
+            if word == "-m" and at + 1 < len(words):
+                module = words[at + 1]
+            if module is not None and module.split(".")[0] == "approval_server":
+                return True
+    return False
 
 
 class SelfProtection:
@@ -89,6 +114,8 @@ class SelfProtection:
     def check(self, tool_name: str, tool_input: object, cwd: str | None) -> Verdict | None:
         """A deny if the call names a protected path; an ask if it names a folder holding one in a way that may
         reach inside (a Grep or a recursive command over it); None otherwise."""
+        if _runs_own_command(tool_name, tool_input):
+            return Verdict("deny", RULE, _OWN_COMMAND_REASON.format(rule=RULE))
         folder = False
         places = [cwd, *self._directories(tool_name, tool_input, cwd)]
         near = [place for place in places if place is None or self._near(place)]
