@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from approval_server.decision import describe_duration
 from approval_server.models import ApprovalRequest
 from approval_server.render import FENCE, for_monospace, monospace, render_whatsapp
 
@@ -96,6 +97,15 @@ class RequestText:
     parts: list[str]
     shown: str
     approvable: bool  # False: too long for the phone, approved only at its link
+
+
+def link_footer(request: ApprovalRequest, link: str) -> str:
+    """The end of a request's message: the person's own link, and when the request expires."""
+    seconds = (request.expires_at - request.created_at).total_seconds()
+    return (
+        f"🔗 Read it all and answer in a browser: {link}\n"
+        f"⏱️ Expires in {describe_duration(seconds)} ({request.expires_at:%H:%M} UTC)"
+    )
 
 
 def request_text(request: ApprovalRequest, footer: str) -> RequestText:

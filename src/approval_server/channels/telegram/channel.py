@@ -28,7 +28,7 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Te
 from telegram.request import HTTPXRequest
 
 from approval_server.channels.base import Channel, Delivery
-from approval_server.channels.phone_text import RequestText, request_text, where
+from approval_server.channels.phone_text import RequestText, link_footer, request_text, where
 from approval_server.channels.plugin import ChannelDeps
 from approval_server.channels.telegram.buttons import LABELS, Buttons, derive
 from approval_server.channels.telegram.settings import TelegramConfig
@@ -74,12 +74,7 @@ class TelegramChannel(Channel):
     async def _ask(self, chat: str, request: ApprovalRequest) -> str | None:
         """Send the request to one person; returns why it failed, or None."""
         name = self.config.chats[chat]
-        seconds = (request.expires_at - request.created_at).total_seconds()
-        footer = (
-            f"🔗 Read it all and answer in a browser: {self._deps.link(request.id, name)}\n"
-            f"⏱️ Expires in {describe_duration(seconds)} ({request.expires_at:%H:%M} UTC)"
-        )
-        text = request_text(request, footer)
+        text = request_text(request, link_footer(request, self._deps.link(request.id, name)))
         try:
             for part in text.parts:
                 await self._call(self._send(chat, part))

@@ -37,7 +37,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from approval_server.channels.base import Channel, Delivery
-from approval_server.channels.phone_text import RequestText, request_text
+from approval_server.channels.phone_text import RequestText, link_footer, request_text
 from approval_server.channels.plugin import ChannelDeps
 from approval_server.channels.whatsapp.settings import WhatsAppSettings
 from approval_server.decision import describe_duration
@@ -128,12 +128,7 @@ class WhatsAppChannel(Channel):
 
     async def _ask(self, approver: str, request: ApprovalRequest) -> str | None:
         """Send the request to one approver; returns why it failed, or None."""
-        seconds = (request.expires_at - request.created_at).total_seconds()
-        footer = (
-            f"🔗 Read it all and answer in a browser: {self.link(request.id, approver)}\n"
-            f"⏱️ Expires in {describe_duration(seconds)} ({request.expires_at:%H:%M} UTC)"
-        )
-        text = request_text(request, footer)
+        text = request_text(request, link_footer(request, self.link(request.id, approver)))
         try:
             for part in text.parts:
                 await self._send_for(request.id, approver, body=part)
