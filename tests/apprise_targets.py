@@ -71,6 +71,7 @@ class AppriseTargets:
         self._failing: dict[str, int] = {}
         self._hanging: dict[str, float] = {}
         self.refused = 0  # posts answered 400 or 401
+        self.posts: list[str] = []  # the target of each post, as it begins (before any hang)
         self._release: asyncio.Event | None = None  # set when the targets stop: a hanging post is answered
 
     @property
@@ -127,6 +128,7 @@ class AppriseTargets:
 
     async def _receive(self, request: Request) -> PlainTextResponse:
         target = request.path_params["target"]
+        self.posts.append(target)
         if (seconds := self._hanging.get(target)) is not None:
             if self._release is None:  # made in the server's loop, which it belongs to
                 self._release = asyncio.Event()

@@ -317,6 +317,11 @@ async def test_a_notice_in_flight_when_the_request_is_decided_is_followed_by_how
     server = start_server(APPRISE_URLS=targets.url("team"), PUBLIC_URL=PUBLIC_URL)
     async with server.mcp() as mcp, server.api() as api:
         call, pending = await ask(mcp, api, {"command": "echo in flight"})
+        for _ in range(500):  # decided once the notice is in flight (a request decided before it is sent has none)
+            if "team" in targets.posts:
+                break
+            await asyncio.sleep(0.02)
+        assert targets.posts == ["team"]
         await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "allow"})
         assert (await answer(call))["behavior"] == "allow"
         request, ended = await targets.arrived("team", 2)
