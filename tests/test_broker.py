@@ -196,7 +196,9 @@ async def test_an_internal_error_is_a_deny_that_leaks_nothing(store: Store, data
     assert "secret-path" not in decision.message
 
 
-async def test_an_answer_given_before_the_request_takes_its_place_stands_alone_in_the_record(store: Store) -> None:
+async def test_an_answer_given_before_the_request_takes_its_place_stands_alone_in_the_record(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     """A human can answer as soon as a request is recorded, before it has its place in the fair share: that answer
     is the outcome, and the record holds no refusal by the server, which never happened."""
     broker = make_broker(store, MockChannel("one"))
@@ -208,11 +210,15 @@ async def test_an_answer_given_before_the_request_takes_its_place_stands_alone_i
         return await admit(request_id, *args)
 
     store.admit = answered_first  # type: ignore[method-assign,assignment]
+    caplog.set_level("INFO", logger="approval_server")
     decision = await broker.submit(ToolCall(tool_name="Bash", input={"command": "ls"}))
     rows = await store.recent()
     assert decision.behavior == "deny"
     assert (rows[0].status, rows[0].decided_by) == (Status.DENIED, "alice")
     assert [answer["actor"] for answer in await store.answers_for(rows[0].id)] == ["alice"]
+    # Nor does the log say the server refused it.
+    assert "too many requests waiting" not in caplog.text
+    assert f"request {rows[0].id} was answered before it took its place in the fair share" in caplog.text
 
 
 async def hang(request: ApprovalRequest) -> Delivery:

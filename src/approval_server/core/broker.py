@@ -185,27 +185,22 @@ class Broker:
                 grant = await self.store.matching_grant(scopes_for(call), call.tool_name, pattern.key)
                 if grant is not None:
                     return await self._close(request.id, Answer(Status.ALLOWED, grant.label, "grant", grant.reason))
-            refusal = await self._admit(call, request)
+            share = Share.of(call)  # its place among the requests waiting (see `fair_share`), if it may take one
+            waiting = None if self.limits is None else await self.store.admit(request.id, share, self.limits)
         except DatabaseLost:
             raise
         except StoreError as exc:  # recorded, then the store failed: denied now, its closing kept, not tried twice
             answer = Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, store_failed(request.id).message)
             return self._keep(request.id, answer, _now(), exc)
-        if refusal is not None:
-            return await self._close(request.id, Answer(Status.DENIED, SERVER_ACTOR, FAIR_SHARE_CHANNEL, refusal))
-        return None
-
-    async def _admit(self, call: ToolCall, request: ApprovalRequest) -> str | None:
-        """None when `request` may wait for a human; otherwise why not: its agent or its token has as many requests
-        waiting as it may (see `fair_share`)."""
-        if self.limits is None:
+        if waiting is None or self.limits is None:
             return None
-        share = Share.of(call)
-        waiting = await self.store.admit(request.id, share, self.limits)
-        if waiting is None:
-            return None
-        logger.warning("request %s denied at once: %s has too many requests waiting", request.id, share.describe())
-        return self.limits.refusal(share, *waiting)
+        refusal = Answer(Status.DENIED, SERVER_ACTOR, FAIR_SHARE_CHANNEL, self.limits.refusal(share, *waiting))
+        refused, decision = await self._settle(request.id, refusal)
+        if refused:
+            logger.warning("request %s denied at once: %s", request.id, refusal.message)
+        else:  # an answer came between its recording and its admission: that answer stands, and nothing was refused
+            logger.info("request %s was answered before it took its place in the fair share", request.id)
+        return decision
 
     async def channel_unreachable(self, request_id: str, channel: str, why: str) -> None:
         """A channel learned late (a failed delivery report) that it reaches nobody for this request.
@@ -223,6 +218,10 @@ class Broker:
         """Close a request on the server's own account; if an answer won the race, that answer stands, and the
         server's closing, which did not happen, is not recorded. When the store fails, the caller is denied and the
         closing kept until it is recorded (see `unrecorded`)."""
+        return (await self._settle(request_id, answer))[1]
+
+    async def _settle(self, request_id: str, answer: Answer) -> tuple[bool, Decision]:
+        """`_close`, saying also whether this closing is the outcome (False: an answer won the race)."""
         at = _now()
         try:
             applied, row = await self.store.resolve(request_id, answer, at, record_if_late=False)
@@ -233,12 +232,12 @@ class Broker:
                 raise
             if answer.status is Status.ALLOWED:  # an allow nobody can find in the audit trail is not given
                 answer = Answer(Status.DENIED, SERVER_ACTOR, SERVER_ACTOR, not_recorded(request_id).message)
-            return self._keep(request_id, answer, at, exc)
+            return True, self._keep(request_id, answer, at, exc)
         if row is None:
             raise NotFound(f"no request {request_id}")
         if applied:
             self.after_close(row)
-        return Decision.for_request(row)
+        return applied, Decision.for_request(row)
 
     def _keep(self, request_id: str, answer: Answer, at: datetime, exc: StoreError) -> Decision:
         """The store failed to close a request waited for here: its caller is answered now, its closing kept until
