@@ -167,7 +167,8 @@ async def test_abandon_pending_closes_only_pending_rows(store: Store) -> None:
     await store.insert(open_request)
     await store.insert(closed_request)
     await store.resolve(closed_request.id, Answer(Status.DENIED, "alice", "api"), datetime.now(UTC))
-    assert await store.abandon_pending(datetime.now(UTC), "approval-server") == [open_request.id]
+    abandoned = await store.abandon_pending(datetime.now(UTC), "approval-server")
+    assert [(row.id, row.status) for row in abandoned] == [(open_request.id, Status.ABANDONED)]
     row = await store.get(open_request.id)
     assert row is not None
     assert row.status is Status.ABANDONED

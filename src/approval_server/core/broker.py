@@ -196,10 +196,8 @@ class Broker:
             return None
         refusal = Answer(Status.DENIED, SERVER_ACTOR, FAIR_SHARE_CHANNEL, self.limits.refusal(share, *waiting))
         refused, decision = await self._settle(request.id, refusal)
-        if refused:
+        if refused:  # not when an answer came between its recording and its admission: that answer stands
             logger.warning("request %s denied at once: %s", request.id, refusal.message)
-        else:  # an answer came between its recording and its admission: that answer stands, and nothing was refused
-            logger.info("request %s was answered before it took its place in the fair share", request.id)
         return decision
 
     async def channel_unreachable(self, request_id: str, channel: str, why: str) -> None:
@@ -342,15 +340,16 @@ class Broker:
         """A request waited for here, as it was recorded."""
         return self._opened.get(request_id)
 
-    async def abandon_pending(self) -> list[str]:
+    async def abandon_pending(self) -> None:
         """At start-up on a database of its own: requests still pending belong to a process that died; their caller
-        is gone. (On a shared database, the leases of `replicas` decide that instead.)"""
+        is gone, and the people it asked are told. (On a shared database, the leases of `replicas` decide that.)"""
         if self.store.shared:
-            return []
-        ids = await self.store.abandon_pending(_now(), SERVER_ACTOR)
-        if ids:
-            logger.warning("marked %d request(s) left pending by a previous run as abandoned", len(ids))
-        return ids
+            return
+        abandoned = await self.store.abandon_pending(_now(), SERVER_ACTOR)
+        if abandoned:
+            logger.warning("marked %d request(s) left pending by a previous run as abandoned", len(abandoned))
+        for row in abandoned:
+            self.sends.withdraw(row, shown_elsewhere=True)
 
     async def shut_down(self) -> None:
         """Deny every waiting request and refuse new ones, so each agent reads why instead of a dropped connection."""
@@ -387,12 +386,12 @@ class Broker:
         """A closing kept by `unrecorded` is now in the database: subscribers see the row as it stands."""
         self.events.publish(Event("request.closed", row))
 
-    def after_close(self, row: ApprovalRequest) -> None:
+    def after_close(self, row: ApprovalRequest, shown_elsewhere: bool = False) -> None:  # see `Sends.withdraw`
         waiter = self._waiters.get(row.id)
         if waiter is not None and not waiter.done():
             waiter.set_result(row)
         self.events.publish(Event("request.closed", row))
-        self.sends.withdraw(row)
+        self.sends.withdraw(row, shown_elsewhere)
 
     async def aclose(self) -> None:
         await self.unrecorded.aclose()

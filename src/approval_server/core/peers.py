@@ -79,12 +79,13 @@ class Peers:
             with contextlib.suppress(StoreError):
                 await self._handovers.reply(request_id, offer)
 
-    async def closed_elsewhere(self, request_id: str) -> None:
-        """A request was closed by another replica (or by taking over a dead one's): wake its caller if it waits
-        here, and tell this replica's subscribers and channels."""
+    async def closed_elsewhere(self, request_id: str, taken_over: bool = False) -> None:
+        """A request was closed by another replica (or by this one, `taken_over` from a dead one): wake its caller if
+        it waits here, and tell this replica's subscribers and channels (all of them, for one taken over: the dead
+        replica showed it)."""
         row = await self._store.get(request_id)
         if row is not None and row.status is not Status.PENDING:
-            self._broker.after_close(row)
+            self._broker.after_close(row, shown_elsewhere=taken_over)
 
     async def resync(self) -> None:
         """Look again at every request waiting here: one closed while no notice could arrive wakes its caller, and an

@@ -111,6 +111,6 @@ class Replication:
                 if closed:
                     logger.warning("closed %d request(s) of a replica that stopped as abandoned", len(closed))
                     for request_id in closed:
-                        await self._peers.closed_elsewhere(request_id)
+                        await self._peers.closed_elsewhere(request_id, taken_over=True)
             except StoreError as exc:
                 logger.warning("could not renew this replica's lease: %s", exc)

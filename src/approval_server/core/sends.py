@@ -77,9 +77,11 @@ class Sends:
         for sending in self._sending.get(request_id, {}).values():
             _stop(sending)
 
-    def withdraw(self, row: ApprovalRequest) -> None:
-        """Tell every channel that showed `row` that it is closed (none did when the policy or a grant decided)."""
-        if row.id not in self._notified:
+    def withdraw(self, row: ApprovalRequest, shown_elsewhere: bool = False) -> None:
+        """Tell every channel that showed `row` that it is closed (none did when the policy or a grant decided).
+        `shown_elsewhere`: by a process now gone (a restart, a replica taken over); each channel withdraws what it
+        recorded of its sends."""
+        if row.id not in self._notified and not shown_elsewhere:
             return
         for channel in self.channels:
             task = asyncio.create_task(self._withdraw(channel, row))

@@ -256,12 +256,12 @@ class Store(Migrations, GrantRecords, OutboundMessages, LoginRecords):
 
         return await self._run(work)
 
-    async def abandon_pending(self, at: datetime, actor: str) -> list[str]:
-        """Close every request left pending by a process that is gone; returns their ids."""
+    async def abandon_pending(self, at: datetime, actor: str) -> list[ApprovalRequest]:
+        """Close every request left pending by a process that is gone; returns them, closed."""
 
-        def work(c: Connection) -> list[str]:
+        def work(c: Connection) -> list[ApprovalRequest]:
             return [
-                row.id
+                row_to_request(row)
                 for row in c.execute(
                     requests.update()
                     .where(requests.c.status == Status.PENDING.value)
@@ -272,7 +272,7 @@ class Store(Migrations, GrantRecords, OutboundMessages, LoginRecords):
                         decided_via="startup",
                         reason="the server restarted while the request was waiting",
                     )
-                    .returning(requests.c.id)
+                    .returning(*requests.c)
                 )
             ]
 

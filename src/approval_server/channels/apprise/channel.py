@@ -3,19 +3,29 @@
 Each URL is sent on its own, all at once, so the log says which one failed. A notice that no URL takes is a failed
 delivery (then, with no other channel that reaches people, the request is denied at once); one URL taking it is
 enough. No send holds the server beyond APPRISE_TIMEOUT (see `targets.send`).
+
+The URLs that took a request's notice are recorded in the store, each by a hash of its URL (never the URL, which holds
+secrets), so that its outcome follows wherever and whenever the request closes: after a restart or on another replica.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import logging
+from datetime import UTC, datetime
 
 from approval_server.channels.apprise.notice import notice, outcome, title
 from approval_server.channels.apprise.settings import AppriseSettings
 from approval_server.channels.apprise.targets import Target, send
 from approval_server.channels.base import Channel, Delivery
 from approval_server.channels.plugin import ChannelDeps
+from approval_server.errors import StoreError
 from approval_server.models import ApprovalRequest
+from approval_server.store.outbox import Outbox
+
+logger = logging.getLogger(__name__)
 
 
 class AppriseChannel(Channel):
@@ -24,7 +34,7 @@ class AppriseChannel(Channel):
     def __init__(self, settings: AppriseSettings, deps: ChannelDeps) -> None:
         self.settings = settings
         self._deps = deps
-        self._shown: dict[str, list[Target]] = {}  # request id → the URLs that took its notice
+        self.outbox = Outbox(deps.store, self.name)
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
         # A person's own URL carries their own link; a URL of APPRISE_URLS, whose readers are not known, the
@@ -50,21 +60,42 @@ class AppriseChannel(Channel):
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait({sending})
             if not sending.cancelled() and sending.exception() is None:
-                self._shown[request.id] = [t for t, why in zip(targets, sending.result(), strict=True) if why is None]
+                await self._record(request.id, [t for t, why in zip(targets, sending.result(), strict=True) if not why])
             raise
         took = [target for target, why in zip(targets, failures, strict=True) if why is None]
-        self._shown[request.id] = took
+        await self._record(request.id, took)
         if not took:
             return Delivery(
                 reached=False, detail=f"no Apprise URL took the notice ({'; '.join(filter(None, failures))})"
             )
         return Delivery(reached=True, detail=f"{len(took)} of {len(sends)} Apprise URL(s) took it")
 
+    async def _record(self, request_id: str, took: list[Target]) -> None:
+        try:
+            for target in took:
+                key = _key(target)
+                await self._deps.store.record_outbound(
+                    f"apprise:{request_id}:{key}", request_id, self.name, key, "sent", _now()
+                )
+        except StoreError as exc:  # the notice went out all the same; only its outcome may not follow it
+            logger.warning("could not record the Apprise notices of request %s: %s", request_id, exc)
+
     async def withdraw(self, request: ApprovalRequest) -> None:
-        shown = self._shown.pop(request.id, [])
-        if self.settings.outcomes and shown:
-            text = outcome(request)
-            await asyncio.gather(*(self._send(target, f"Request {request.id}", text, request.id) for target in shown))
+        """Tell the URLs that took the request's notice how it ended (a URL no longer configured is not told)."""
+        if not self.settings.outcomes:
+            return
+        took = await self.outbox.recipients(request.id)
+        shown = [target for target in self.settings.targets if _key(target) in took]
+        text = outcome(request)
+        await asyncio.gather(*(self._send(target, f"Request {request.id}", text, request.id) for target in shown))
 
     async def _send(self, target: Target, title: str, body: str, about: str) -> str | None:
         return await send(target, title, body, self.settings.timeout, f"request {about}")
+
+
+def _key(target: Target) -> str:
+    return hashlib.sha256(target.canonical.encode()).hexdigest()[:32]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -6,18 +6,22 @@ sends): the notification's click opens their request page, and its buttons post 
 A push ntfy refuses (a wrong token, a topic the token may not write, a rate limit) or that does not arrive in time is
 a person not reached; when no one is, the request is denied at once (unless another channel reached someone).
 
-Who was pushed a request is kept here, in memory, until it is over: the broker withdraws a request on the process
-that sent it. A push cut short by the request's end is counted as pushed, so its outcome follows it.
+Who was pushed a request is recorded in the store before the push (and marked failed if ntfy refuses it), so that its
+outcome replaces it wherever and whenever the request closes: after a restart or on another replica too. A push cut
+short by the request's end is counted as pushed, so its outcome follows it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from approval_server.channels.base import Channel, Delivery
 from approval_server.channels.plugin import ChannelDeps
+from approval_server.errors import StoreError
 from approval_server.models import ApprovalRequest
+from approval_server.store.outbox import Outbox
 
 from .messages import answer_url, ask, outcome
 from .publisher import NtfyFailed, Publisher
@@ -33,7 +37,7 @@ class NtfyChannel(Channel):
         self.config = config
         self.deps = deps
         self.publisher = Publisher(config.url, config.token, config.timeout)
-        self._pushed: dict[str, dict[str, str]] = {}  # request id → person → their topic
+        self.outbox = Outbox(deps.store, NAME)
 
     async def notify(self, request: ApprovalRequest) -> Delivery:
         topics = self.config.topics
@@ -48,18 +52,29 @@ class NtfyChannel(Channel):
         page = self.deps.link(request.id, person, NAME)
         answer = answer_url(self.config.public_url, request.id, page.rsplit("/r/", 1)[1])
         message = ask(request, topic, page, answer, self.config.priority)
-        self._pushed.setdefault(request.id, {})[person] = topic
+        sent = f"{NAME}:{request.id}:{person}"
+        try:
+            await self.deps.store.record_outbound(sent, request.id, NAME, person, "sent", _now())
+        except StoreError as exc:  # not pushed: a push whose outcome could not follow it would stay on the phone
+            logger.warning("ntfy push of request %s to %s not recorded, so not sent: %s", request.id, person, exc)
+            return f"{person}: the push could not be recorded ({exc})"
         try:
             await self.publisher.publish(message)
         except NtfyFailed as exc:
-            self._pushed.get(request.id, {}).pop(person, None)
             logger.warning("ntfy push of request %s to %s failed: %s", request.id, person, exc)
+            try:
+                await self.deps.store.report_delivery(sent, "failed", None, _now())
+            except StoreError as failed:  # its outcome is then pushed to them too, which shows nothing wrong
+                logger.warning("could not record that the push to %s failed: %s", person, failed)
             return f"{person}: {exc}"
         return None
 
     async def withdraw(self, request: ApprovalRequest) -> None:
-        """Replace each person's push with how the request ended."""
-        for person, topic in self._pushed.pop(request.id, {}).items():
+        """Replace each person's push with how the request ended (a person no longer configured is not pushed)."""
+        topics = dict(self.config.topics)
+        for person in sorted(await self.outbox.recipients(request.id)):
+            if (topic := topics.get(person)) is None:
+                continue
             try:
                 await self.publisher.publish(outcome(request, topic))
             except NtfyFailed as exc:
@@ -67,3 +82,7 @@ class NtfyChannel(Channel):
 
     async def aclose(self) -> None:
         await self.publisher.aclose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
