@@ -33,8 +33,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote
 
 from starlette.applications import Starlette
@@ -42,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from tests.fake_twilio import LoopbackServer
+from tests.fake_twilio import LoopbackFake, LoopbackServer
 
 Kind = Literal["json", "form"]
 FIELDS = ("version", "title", "message", "type")
@@ -61,7 +60,7 @@ class Notice:
     user: str | None  # from HTTP Basic auth, when the URL carried it
 
 
-class AppriseTargets:
+class AppriseTargets(LoopbackFake):
     def __init__(self) -> None:
         app = Starlette(routes=[Route("/{target}", self._receive, methods=["POST"])])
         self._server = LoopbackServer(app, name="apprise-targets")
@@ -73,10 +72,6 @@ class AppriseTargets:
         self.refused = 0  # posts answered 400 or 401
         self.posts: list[str] = []  # the target of each post, as it begins (before any hang)
         self._release: asyncio.Event | None = None  # set when the targets stop: a hanging post is answered
-
-    @property
-    def base_url(self) -> str:
-        return self._server.base_url
 
     def url(self, target: str, kind: Kind = "json", *, user: str | None = None, password: str | None = None) -> str:
         """The Apprise URL of `target`; with `user` and `password`, posts must carry them (HTTP Basic auth)."""
@@ -121,7 +116,7 @@ class AppriseTargets:
 
     def refuse_connections(self) -> None:
         """Stop listening, keeping the port: every post is refused until `accept_connections`."""
-        self._stop()
+        self.stop()
 
     def accept_connections(self) -> None:
         self._server.start()
@@ -153,16 +148,7 @@ class AppriseTargets:
             self.refused += 1
         return PlainTextResponse(why, status_code=status)
 
-    def __enter__(self) -> Self:
-        self._server.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
+    def stop(self) -> None:
         """Stop serving, answering each hanging post first, so that no connection outlives the server's loop."""
         loop, release = self._server.loop, self._release
         if loop is not None and release is not None:

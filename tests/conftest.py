@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from tests.apprise_targets import AppriseTargets
 from tests.browser import CHROMIUM_FLAGS, chromium_path
 from tests.databases import Databases
+from tests.fake_ntfy import FakeNtfy
 from tests.fake_twilio import FakeTwilio
 from tests.support import ServerProcess
 from tests.whatsapp_support import PUBLIC_URL, whatsapp_env
@@ -56,6 +58,20 @@ def fake() -> Iterator[FakeTwilio]:
     """A local fake Twilio, stopped at the end."""
     with FakeTwilio() as twilio:
         yield twilio
+
+
+@pytest.fixture
+def ntfy() -> Iterator[FakeNtfy]:
+    """A local fake ntfy server, stopped at the end."""
+    with FakeNtfy() as fake:
+        yield fake
+
+
+@pytest.fixture
+def targets() -> Iterator[AppriseTargets]:
+    """Local endpoints that Apprise's json:// and form:// URLs post to, stopped at the end."""
+    with AppriseTargets() as served:
+        yield served
 
 
 @pytest.fixture

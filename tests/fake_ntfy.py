@@ -59,8 +59,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -69,7 +68,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fake_twilio import LoopbackServer, NonLoopbackError
+from tests.fake_twilio import LoopbackFake, LoopbackServer, NonLoopbackError
 
 MESSAGE_LIMIT = 4096  # ntfy's DefaultMessageSizeLimit, in bytes
 ACTIONS_MAX = 3
@@ -229,7 +228,7 @@ class Press:
     cleared: bool
 
 
-class FakeNtfy:
+class FakeNtfy(LoopbackFake):
     """A fake ntfy server on a free loopback port; works the same from sync and async tests."""
 
     def __init__(
@@ -260,26 +259,6 @@ class FakeNtfy:
         self._server = LoopbackServer(self._app(), name="fake-ntfy", host=host)
 
     # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``: the value for NTFY_URL."""
-        return self._server.base_url
-
-    def start(self) -> Self:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def refuse_connections(self) -> None:
         """Stop listening (the port is kept): publishing then fails to connect."""

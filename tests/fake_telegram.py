@@ -50,8 +50,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -60,7 +59,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fake_twilio import LoopbackServer, NonLoopbackError, WebhookResponse, is_loopback_url
+from tests.fake_twilio import LoopbackFake, LoopbackServer, NonLoopbackError, WebhookResponse, is_loopback_url
 
 __all__ = [
     "DEFAULT_TOKEN",
@@ -233,7 +232,7 @@ class _Failure:
 # -- the fake --------------------------------------------------------------------------------------------------
 
 
-class FakeTelegram:
+class FakeTelegram(LoopbackFake):
     """The Bot API of one bot on a free loopback port, and the Telegram side of its webhook."""
 
     def __init__(
@@ -269,27 +268,7 @@ class FakeTelegram:
             Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST"])]), name="fake-telegram"
         )
 
-    # -- life ------------------------------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """The API's origin, `http://127.0.0.1:<port>` (what TELEGRAM_API_BASE_URL is set to)."""
-        return self._server.base_url
+    # -- the bot -------------------------------------------------------------------------------------------
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"TELEGRAM_BOT_TOKEN": self.token, "TELEGRAM_API_BASE_URL": self.base_url, **extra}

@@ -435,6 +435,33 @@ class LoopbackServer:
         self.stop()
 
 
+class LoopbackFake:
+    """A fake service served by its `LoopbackServer`: started and stopped with it, or used as a context manager."""
+
+    _server: LoopbackServer
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``: what the server's setting for the service's API is set to."""
+        return self._server.base_url
+
+    def start(self, timeout: float = 10.0) -> Self:
+        self._server.start(timeout)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; background work still running (status callbacks, webhooks) is cancelled."""
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 # -- records -----------------------------------------------------------------------------
 
 
@@ -719,7 +746,7 @@ class WebhookDelivery:
 # -- the fake ----------------------------------------------------------------------------
 
 
-class FakeTwilio:
+class FakeTwilio(LoopbackFake):
     """Fake Twilio REST API + webhook sender on a free loopback port.
 
     Works the same from sync and async tests: it serves (and runs automatic status
@@ -794,33 +821,12 @@ class FakeTwilio:
                 raise ValueError("give both public_webhook_url and deliver_to")
             self.configure_webhook(public_webhook_url, deliver_to)
 
-    # -- lifecycle -------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``: the value for ``TWILIO_API_BASE_URL``."""
-        return self._server.base_url
+    # -- the account -----------------------------------------------------------------
 
     @property
     def sender(self) -> str:
         """The account's (first) WhatsApp sender, e.g. ``whatsapp:+14155238886``."""
         return self.senders[0] if self.senders else DEFAULT_SENDER
-
-    def start(self, timeout: float = 10.0) -> Self:
-        self._server.start(timeout)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; background status callbacks still running are cancelled."""
-        self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def client(self, http_client: Any = None) -> Any:
         """A real ``twilio.rest.Client`` for this account, pointed at the fake (both domains)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -25,12 +25,6 @@ HEADER_KEY = "apprise-header-api-key-0123"
 QUERY_TOKEN = "apprise-query-token-4567"
 NOBODY = {"command": "echo nobody"}
 LINK = re.compile(re.escape(PUBLIC_URL) + r"/r/\S+")
-
-
-@pytest.fixture
-def targets() -> Iterator[AppriseTargets]:
-    with AppriseTargets() as served:
-        yield served
 
 
 @pytest.fixture

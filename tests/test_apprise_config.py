@@ -4,7 +4,6 @@ given twice, `doctor`, `setup apprise` against local targets, and what a notice 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,12 +18,6 @@ from tests.support import ServerProcess
 from tests.test_apprise import HEADER_KEY, PASSWORD, QUERY_TOKEN, people_file
 from tests.test_cli import cli
 from tests.whatsapp_support import PUBLIC_URL
-
-
-@pytest.fixture
-def targets() -> Iterator[AppriseTargets]:
-    with AppriseTargets() as served:
-        yield served
 
 
 @pytest.mark.parametrize(

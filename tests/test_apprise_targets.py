@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import apprise
 import httpx
-import pytest
 
 from tests.apprise_targets import AppriseTargets
-
-
-@pytest.fixture
-def targets() -> Iterator[AppriseTargets]:
-    with AppriseTargets() as served:
-        yield served
 
 
 def send(*urls: str, body: str = "body", title: str = "title", timeout: float = 10) -> apprise.AppriseResult:

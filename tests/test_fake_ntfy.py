@@ -4,7 +4,6 @@ the ntfy app does."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,12 +18,6 @@ from tests.fake_twilio import LoopbackServer, NonLoopbackError
 
 TOPIC = "alice-approvals-7f3k"
 PUBLIC = "https://approvals.example.com"
-
-
-@pytest.fixture
-def ntfy() -> Iterator[FakeNtfy]:
-    with FakeNtfy() as fake:
-        yield fake
 
 
 def publish(fake: FakeNtfy, body: Any, token: str | None = None, **headers: str) -> httpx.Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -27,12 +27,6 @@ Start = Callable[..., ServerProcess]
 def people_file(path: Path, people: dict[str, str]) -> Path:
     path.write_text("".join(f'[[person]]\nname = "{name}"\nntfy = "{topic}"\n\n' for name, topic in people.items()))
     return path
-
-
-@pytest.fixture
-def ntfy() -> Iterator[FakeNtfy]:
-    with FakeNtfy() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,6 @@ from tests.test_cli import cli
 
 PUBLIC_URL = "https://approvals.example.com"
 TOPIC = "alice-approvals-7f3k9q2m4x8w"
-
-
-@pytest.fixture
-def ntfy() -> Iterator[FakeNtfy]:
-    with FakeNtfy() as fake:
-        yield fake
 
 
 def setup(tmp_path: Path, fake: FakeNtfy, *args: str, token: str | None = None) -> tuple[int, str]:

@@ -15,56 +15,23 @@ import pytest
 from approval_server.store import Store
 from approval_server.store.outbox import Outbox
 from tests.apprise_targets import AppriseTargets
+from tests.every_channel import ALICE_TOPIC, TG_ALICE, TG_BOB, every_channel_env, fake_telegram
 from tests.fake_ntfy import FakeNtfy
 from tests.fake_telegram import FakeTelegram
 from tests.fake_twilio import FakeTwilio
 from tests.support import ServerProcess, wait_for_pending, wait_for_status
 from tests.test_ntfy import pushes
 from tests.test_telegram import closed, request_message
-from tests.whatsapp_support import ALICE, sent_to, text_of, whatsapp_env
+from tests.whatsapp_support import ALICE, sent_to, text_of
 
 TOOL = "permissions__approve"
-TG_ALICE, TG_BOB = 111_111_111, 222_222_222
-ALICE_TOPIC = "alice-approvals-7f3k9q2m4x8w"
 CHANNELS = ("whatsapp", "telegram", "ntfy", "apprise")
 
 
 @pytest.fixture
 def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        fake.add_user(TG_ALICE, "Alice")
-        fake.add_user(TG_BOB, "Bob")
+    with fake_telegram() as fake:
         yield fake
-
-
-@pytest.fixture
-def ntfy() -> Iterator[FakeNtfy]:
-    with FakeNtfy() as fake:
-        yield fake
-
-
-@pytest.fixture
-def targets() -> Iterator[AppriseTargets]:
-    with AppriseTargets() as served:
-        yield served
-
-
-def environment(
-    tmp_path: Path, fake: FakeTwilio, telegram: FakeTelegram, ntfy: FakeNtfy, targets: AppriseTargets
-) -> dict[str, str]:
-    people = tmp_path / "people.toml"
-    people.write_text(
-        f'[[person]]\nname = "alice"\nwhatsapp = "{ALICE}"\ntelegram = "{TG_ALICE}"\nntfy = "{ALICE_TOPIC}"\n'
-        f'apprise = "{targets.url("alice")}"\n\n[[person]]\nname = "bob"\ntelegram = "{TG_BOB}"\n'
-    )
-    return whatsapp_env(
-        fake,
-        APPROVAL_PHONE=ALICE,
-        PEOPLE_FILE=str(people),
-        NTFY_URL=ntfy.base_url,
-        APPROVAL_LEASE_SECONDS="1",  # PostgreSQL: a live server takes a dead one's requests over after it
-        **telegram.env(),
-    )
 
 
 async def shown_everywhere(server: ServerProcess, request_id: str, within: float = 10) -> None:
@@ -89,7 +56,8 @@ async def test_a_request_left_by_a_dead_server_is_closed_on_every_channel_and_no
     ntfy: FakeNtfy,
     targets: AppriseTargets,
 ) -> None:
-    env = environment(tmp_path, fake, telegram, ntfy, targets)
+    # PostgreSQL: a live server takes a dead one's requests over once their server's lease ran out.
+    env = every_channel_env(tmp_path, fake, telegram, ntfy, targets, APPROVAL_LEASE_SECONDS="1")
     server = ServerProcess(data_dir=tmp_path / "data", database_url=database_url, env=env)
     server.start()
     left: dict[str, Any] = {}

@@ -2,8 +2,7 @@
 an Apprise service's link, and runs the command only when that answer allows it; an answer on one channel closes the
 request on all the others (Telegram's message edited, ntfy's push replaced, WhatsApp told).
 
-One server has every channel on, for two people: alice on WhatsApp, Telegram, ntfy and an Apprise JSON endpoint,
-bob on Telegram only. Every fake is local and speaks its service's wire format."""
+One server has every channel on, for alice and bob (see `tests.every_channel`)."""
 
 from __future__ import annotations
 
@@ -19,26 +18,18 @@ from tests.apprise_targets import AppriseTargets
 from tests.dashboard_support import DASHBOARD_TOKEN, browser, csrf_of, local, signed_in
 from tests.e2e.claude_cli import ClaudeResult, run_claude_async, write_mcp_config
 from tests.e2e.fake_anthropic import FakeAnthropic, tool_use
+from tests.every_channel import ALICE_TOPIC, TG_ALICE, TG_BOB, every_channel_env, fake_telegram
 from tests.fake_ntfy import FakeNtfy
 from tests.fake_telegram import FakeTelegram
 from tests.fake_twilio import FakeTwilio
 from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending, wait_for_status
 from tests.test_ntfy import pushes
 from tests.test_telegram import APPROVE, DENY, closed, request_message, set_webhook
-from tests.whatsapp_support import ALICE, PUBLIC_URL, sent_to, text_of, whatsapp_env
+from tests.whatsapp_support import ALICE, PUBLIC_URL, sent_to, text_of
 
 pytestmark = pytest.mark.usefixtures("require_claude")
 
-TG_ALICE, TG_BOB = 111_111_111, 222_222_222
-ALICE_TOPIC = "alice-approvals-7f3k9q2m4x8w"
 SECRET = "webhook-secret_0123456789"
-
-
-def people(apprise_url: str) -> str:
-    return (
-        f'[[person]]\nname = "alice"\nwhatsapp = "{ALICE}"\ntelegram = "{TG_ALICE}"\nntfy = "{ALICE_TOPIC}"\n'
-        f'apprise = "{apprise_url}"\n\n[[person]]\nname = "bob"\ntelegram = "{TG_BOB}"\n'
-    )
 
 
 @dataclass
@@ -56,22 +47,8 @@ class Run:
 
 @pytest.fixture
 def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
-        fake.add_user(TG_ALICE, "Alice")
-        fake.add_user(TG_BOB, "Bob")
+    with fake_telegram() as fake:
         yield fake
-
-
-@pytest.fixture
-def ntfy() -> Iterator[FakeNtfy]:
-    with FakeNtfy() as fake:
-        yield fake
-
-
-@pytest.fixture
-def targets() -> Iterator[AppriseTargets]:
-    with AppriseTargets() as served:
-        yield served
 
 
 @pytest.fixture
@@ -83,15 +60,14 @@ def server(
     ntfy: FakeNtfy,
     tmp_path: Path,
 ) -> ServerProcess:
-    people_file = tmp_path / "people.toml"
-    people_file.write_text(people(targets.url("alice")))
-    env = whatsapp_env(
+    env = every_channel_env(
+        tmp_path,
         fake,
-        APPROVAL_PHONE=ALICE,
-        PEOPLE_FILE=str(people_file),
-        NTFY_URL=ntfy.base_url,
+        telegram,
+        ntfy,
+        targets,
         APPROVAL_DASHBOARD_TOKEN=DASHBOARD_TOKEN,
-        **telegram.env(TELEGRAM_WEBHOOK_SECRET=SECRET),
+        TELEGRAM_WEBHOOK_SECRET=SECRET,
     )
     started = start_server(**env)
     fake.configure_webhook(f"{PUBLIC_URL}/twilio-webhook", deliver_to=f"{started.url}/twilio-webhook")
