@@ -13,7 +13,7 @@ when the only one was sent to them, what they were sent last and whether anythin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -98,6 +98,17 @@ class Outbox:
             return Turn(bool(row.held), bool(row.summarised))
 
         return await self._store.transaction(work)
+
+    async def sent(self, key: str, request_id: str, recipient: str) -> str:
+        """Record a message about `request_id` sent to `recipient` by a channel with no delivery reports, under
+        `<channel>:<key>`, which it returns; `recipients` then finds it, on any replica and after a restart."""
+        sid = f"{self._channel}:{key}"
+        await self._store.record_outbound(sid, request_id, self._channel, recipient, "sent", datetime.now(UTC))
+        return sid
+
+    async def failed(self, sid: str) -> None:
+        """The message recorded as `sid` did not go out after all: `recipients` leaves its recipient out."""
+        await self._store.report_delivery(sid, "failed", None, datetime.now(UTC))
 
     async def record_notice(self, sid: str, recipient: str, at: datetime, request_id: str | None = None) -> None:
         """Record a notice sent to `recipient` (about a request that is over, or none): what an approver was sent last

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from datetime import UTC, datetime
 
 from approval_server.channels.apprise.notice import notice, outcome, title
 from approval_server.channels.apprise.settings import AppriseSettings
@@ -72,11 +71,8 @@ class AppriseChannel(Channel):
 
     async def _record(self, request_id: str, took: list[Target]) -> None:
         try:
-            for target in took:
-                key = _key(target)
-                await self._deps.store.record_outbound(
-                    f"apprise:{request_id}:{key}", request_id, self.name, key, "sent", _now()
-                )
+            for key in map(_key, took):
+                await self.outbox.sent(f"{request_id}:{key}", request_id, key)
         except StoreError as exc:  # the notice went out all the same; only its outcome may not follow it
             logger.warning("could not record the Apprise notices of request %s: %s", request_id, exc)
 
@@ -95,7 +91,3 @@ class AppriseChannel(Channel):
 
 def _key(target: Target) -> str:
     return hashlib.sha256(target.canonical.encode()).hexdigest()[:32]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 from approval_server.channels.base import Channel, Delivery
 from approval_server.channels.plugin import ChannelDeps
@@ -52,9 +51,8 @@ class NtfyChannel(Channel):
         page = self.deps.link(request.id, person, NAME)
         answer = answer_url(self.config.public_url, request.id, page.rsplit("/r/", 1)[1])
         message = ask(request, topic, page, answer, self.config.priority)
-        sent = f"{NAME}:{request.id}:{person}"
         try:
-            await self.deps.store.record_outbound(sent, request.id, NAME, person, "sent", _now())
+            sent = await self.outbox.sent(f"{request.id}:{person}", request.id, person)
         except StoreError as exc:  # not pushed: a push whose outcome could not follow it would stay on the phone
             logger.warning("ntfy push of request %s to %s not recorded, so not sent: %s", request.id, person, exc)
             return f"{person}: the push could not be recorded ({exc})"
@@ -63,7 +61,7 @@ class NtfyChannel(Channel):
         except NtfyFailed as exc:
             logger.warning("ntfy push of request %s to %s failed: %s", request.id, person, exc)
             try:
-                await self.deps.store.report_delivery(sent, "failed", None, _now())
+                await self.outbox.failed(sent)
             except StoreError as failed:  # its outcome is then pushed to them too, which shows nothing wrong
                 logger.warning("could not record that the push to %s failed: %s", person, failed)
             return f"{person}: {exc}"
@@ -82,7 +80,3 @@ class NtfyChannel(Channel):
 
     async def aclose(self) -> None:
         await self.publisher.aclose()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

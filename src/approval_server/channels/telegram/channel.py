@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
@@ -122,7 +121,7 @@ class TelegramChannel(Channel):
     async def _send_and_record(self, chat: str, request_id: str, body: str, keyboard: InlineKeyboardMarkup) -> Message:
         message = await self._call(self._send(chat, body, keyboard))
         address = f"{chat}:{message.message_id}"
-        await self.store.record_outbound(f"telegram:{address}", request_id, self.name, address, "sent", _now())
+        await self.outbox.sent(address, request_id, address)
         return message
 
     async def _send(self, chat: str, text: str, keyboard: InlineKeyboardMarkup | None = None) -> Message:
@@ -223,7 +222,3 @@ def closed_text(request: ApprovalRequest, grants: list[Grant]) -> str:
     if text.approvable:
         return f"🔔 Approval request {request.id}\n\n{text.shown}"
     return f"🔔 Approval request {request.id}\n\n{where(request)}\nTool: {monospace(request.tool_name)}\n\n{ended}"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
