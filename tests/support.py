@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,11 +25,42 @@ SHARED_DASHBOARD_TOKEN = "test-shared-dashboard-token-0123456789"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _ephemeral_ports() -> range:
+    """The kernel's range of ports for the local end of outgoing connections (Linux's default when unreadable)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+_EPHEMERAL = _ephemeral_ports()
+_FREE_PORTS = [port for port in range(10000, 65536) if port not in _EPHEMERAL]
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port no one listens on now, for a server a test starts later, never one this process gave before.
+
+    Not a port bound to 0: the kernel gives one of its ephemeral range, which it also gives as the local port of every
+    outgoing connection. The runs of the suite that go on beside this one connect all the time, so such a port was
+    at times taken again by the time the server bound it. A random port outside that range is only ever taken by a
+    server, and two runs picking the same one at the same moment is unlikely."""
+    while _FREE_PORTS:
+        port = random.choice(_FREE_PORTS)
+        if port in _given:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
         return port
+    with socket.socket() as sock:  # a kernel whose ephemeral range is every port: the kernel's choice, then
+        sock.bind(("127.0.0.1", 0))
+        given: int = sock.getsockname()[1]
+        return given
 
 
 @dataclass

@@ -10,12 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import psycopg
 import pytest
+import sqlalchemy as sa
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from tests.apprise_targets import AppriseTargets, Notice
 from tests.dashboard_support import TOOL, answer, ask, browser, csrf_of, local
+from tests.databases import POSTGRESQL
 from tests.support import MCP_TOKEN, ServerProcess, wait_for_status
 from tests.test_people_logins import decide, make_link, sign_in
 from tests.whatsapp_support import PUBLIC_URL
@@ -302,6 +305,28 @@ async def test_no_secret_of_an_apprise_url_nor_a_personal_link_reaches_the_log(
     # The URL that failed is named as Apprise's privacy form shows it, without its query.
     port = targets.base_url.rsplit(":", 1)[1]
     assert f"Apprise: JSON (json://ops:****@127.0.0.1:{port}/down) did not take the notice" in log
+
+
+@pytest.mark.skipif(not POSTGRESQL, reason="PostgreSQL's table lock holds the record alone; SQLite's holds all")
+async def test_a_request_decided_while_its_notices_are_being_recorded_is_told_to_each_url_that_took_one(
+    start_server: Callable[..., ServerProcess], targets: AppriseTargets, database_url: str
+) -> None:
+    server = start_server(APPRISE_URLS=f"{targets.url('first')}, {targets.url('team')}", PUBLIC_URL=PUBLIC_URL)
+    admin = sa.make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    async with server.mcp() as mcp, server.api() as api:
+        with psycopg.connect(admin) as holder:  # the notices' records wait while the decision goes through
+            holder.execute("LOCK TABLE outbound_messages IN EXCLUSIVE MODE")
+            call, pending = await ask(mcp, api, {"command": "echo recorded"})
+            await targets.arrived("first")
+            await targets.arrived("team")
+            await asyncio.sleep(0.5)  # the server has the answers of both URLs, and waits on the lock to record them
+            await api.post(f"/api/requests/{pending['id']}/decision", json={"decision": "deny"})
+            assert (await answer(call))["behavior"] == "deny"
+            holder.rollback()
+        for name in ("first", "team"):
+            asked, ended = await targets.arrived(name, 2)
+            assert asked.title == f"Approval request {pending['id']}"
+            assert ended.message.startswith(f"Request {pending['id']} was denied by "), ended.message
 
 
 async def test_a_notice_in_flight_when_the_request_is_decided_is_followed_by_how_it_ended(

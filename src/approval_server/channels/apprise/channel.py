@@ -46,28 +46,29 @@ class AppriseChannel(Channel):
         sends += [
             (target, f"Read it all and decide on the dashboard (sign in): {page}") for target in self.settings.shared
         ]
-        targets = [target for target, _ in sends]
-        sending = asyncio.ensure_future(
-            asyncio.gather(
-                *(self._send(target, title(request), notice(request, target, how), request.id) for target, how in sends)
-            )
-        )
+        sending = asyncio.ensure_future(self._send_and_record(request, sends))
         try:
             failures = await asyncio.shield(sending)
         except asyncio.CancelledError:  # decided meanwhile: the notices in flight end (within the timeout) and are
             while not sending.done():  # recorded, so that those who got one are told how it ended
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait({sending})
-            if not sending.cancelled() and sending.exception() is None:
-                await self._record(request.id, [t for t, why in zip(targets, sending.result(), strict=True) if not why])
             raise
-        took = [target for target, why in zip(targets, failures, strict=True) if why is None]
-        await self._record(request.id, took)
+        took = len(sends) - len(list(filter(None, failures)))
         if not took:
             return Delivery(
                 reached=False, detail=f"no Apprise URL took the notice ({'; '.join(filter(None, failures))})"
             )
-        return Delivery(reached=True, detail=f"{len(took)} of {len(sends)} Apprise URL(s) took it")
+        return Delivery(reached=True, detail=f"{took} of {len(sends)} Apprise URL(s) took it")
+
+    async def _send_and_record(self, request: ApprovalRequest, sends: list[tuple[Target, str]]) -> list[str | None]:
+        """Send each notice, then record the URLs that took one; why each did not (None: it did). Never cancelled
+        part way (see `notify`): a notice recorded only in part would leave its outcome untold."""
+        failures = await asyncio.gather(
+            *(self._send(target, title(request), notice(request, target, how), request.id) for target, how in sends)
+        )
+        await self._record(request.id, [target for (target, _), why in zip(sends, failures, strict=True) if not why])
+        return failures
 
     async def _record(self, request_id: str, took: list[Target]) -> None:
         try:
