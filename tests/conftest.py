@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,8 +11,29 @@ from tests.browser import CHROMIUM_FLAGS, chromium_path
 from tests.databases import Databases
 from tests.fake_ntfy import FakeNtfy
 from tests.fake_twilio import FakeTwilio
-from tests.support import ServerProcess
+from tests.support import STARTED, ServerProcess
 from tests.whatsapp_support import PUBLIC_URL, whatsapp_env
+
+LOG_LINES_SHOWN = 200
+
+
+@pytest.fixture(autouse=True)
+def _servers_of_this_test() -> None:
+    STARTED.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report ends with the log of each server it started (its last lines), which is gone with the
+    test's temporary directory on a CI machine."""
+    report: pytest.TestReport = yield
+    if report.failed and report.when == "call":
+        for server in STARTED:
+            lines = server.log().splitlines()[-LOG_LINES_SHOWN:]
+            report.sections.append((f"log of the server at {server.url} (last lines)", "\n".join(lines)))
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,9 @@ def free_port() -> int:
         return given
 
 
+STARTED: list[ServerProcess] = []  # the servers the running test started: their logs are shown if it fails
+
+
 @dataclass
 class ServerProcess:
     """`approval-server serve` running in its own process, as a user would run it."""
@@ -113,6 +116,7 @@ class ServerProcess:
     def start(self, timeout: float = 30) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / f"server-{time.monotonic_ns()}.log"
+        STARTED.append(self)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "approval_server", "serve", *self.args],
