@@ -8,7 +8,7 @@ from playwright.async_api import Browser, async_playwright
 
 from tests.apprise_targets import AppriseTargets
 from tests.browser import CHROMIUM_FLAGS, chromium_path
-from tests.databases import Databases
+from tests.databases import POSTGRESQL, Databases, backend_changes
 from tests.fake_ntfy import FakeNtfy
 from tests.fake_twilio import FakeTwilio
 from tests.support import STARTED, ServerProcess
@@ -34,6 +34,17 @@ def pytest_runtest_makereport(
             lines = server.log().splitlines()[-LOG_LINES_SHOWN:]
             report.sections.append((f"log of the server at {server.url} (last lines)", "\n".join(lines)))
     return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass runs only the tests the backend can change (see `backend_changes`); a selection with none
+    (`scripts/test tests/test_rules.py`) runs whole on both passes rather than find no test on one."""
+    if not POSTGRESQL:
+        return
+    same = [item for item in items if not backend_changes(item)]
+    if same and len(same) < len(items):
+        config.hook.pytest_deselected(items=same)
+        items[:] = [item for item in items if backend_changes(item)]
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,15 @@ migrated once per session, which is faster than migrating every copy.
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import uuid
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 import sqlalchemy as sa
 
 from approval_server.store import Store
@@ -73,3 +78,19 @@ class Databases:
 
     def _url(self, name: str) -> str:
         return self._server.set(database=name).render_as_string(hide_password=False)
+
+
+def backend_changes(item: pytest.Item) -> bool:
+    """Whether the backend under test can change what `item` does: it is given the database of the backend
+    (`database_url`, `databases`), or its module asks which backend it is on (it imports this module). Every other
+    test (a rule, a page's HTML, a server on its default SQLite database) does the same on both, so the PostgreSQL
+    pass leaves it to the SQLite pass."""
+    if {"database_url", "databases"} & set(getattr(item, "fixturenames", ())):
+        return True
+    module = getattr(item, "module", None)
+    return module is None or _asks_the_backend(module)
+
+
+@cache
+def _asks_the_backend(module: ModuleType) -> bool:
+    return re.search(r"^(from|import) tests\.databases\b", inspect.getsource(module), re.MULTILINE) is not None
