@@ -119,7 +119,7 @@ async def test_a_telegram_button_decides_what_claude_code_runs(
 ) -> None:
     async with server.api() as api:
         run = await ask(server, api, fake_anthropic, tmp_path, "telegram")
-        to_bob = await request_message(telegram, TG_BOB, run.request_id)
+        to_bob = await request_message(telegram, TG_BOB, run.request_id, server=server)
         assert f"echo ok > {run.marker}" in to_bob.text
         await telegram.deliver(telegram.press(TG_BOB, to_bob, button))
         await ran(run, allowed)
@@ -141,8 +141,8 @@ async def test_an_ntfy_action_decides_what_claude_code_runs_and_the_other_channe
         run = await ask(server, api, fake_anthropic, tmp_path, "ntfy")
         (push,) = await pushes(ntfy, ALICE_TOPIC)
         assert f"echo ok > {run.marker}" in push.message
-        to_alice = await request_message(telegram, TG_ALICE, run.request_id)
-        to_bob = await request_message(telegram, TG_BOB, run.request_id)
+        to_alice = await request_message(telegram, TG_ALICE, run.request_id, server=server)
+        to_bob = await request_message(telegram, TG_BOB, run.request_id, server=server)
         on_whatsapp = len(await sent_to(fake, ALICE))
         pressed = await ntfy.press(push, "Approve")
         assert pressed.status_code == 200, pressed.text
@@ -166,7 +166,7 @@ async def test_a_dashboard_decision_by_a_person_closes_the_request_on_every_chan
     async with server.api() as api, signed_in(server) as owner:
         run = await ask(server, api, fake_anthropic, tmp_path, "dashboard")
         (push,) = await pushes(ntfy, ALICE_TOPIC)
-        to_bob = await request_message(telegram, TG_BOB, run.request_id)
+        to_bob = await request_message(telegram, TG_BOB, run.request_id, server=server)
         page = await owner.get(f"/requests/{run.request_id}")
         form = {"csrf": csrf_of(page.text), "decision": "deny", "message": "not now"}
         assert (await owner.post(f"/requests/{run.request_id}/decision", data=form)).status_code == 303

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
 pytestmark = pytest.mark.usefixtures("require_claude")
 
 COMMAND = "touch marker"
+ASKED_AGAIN = timedelta(seconds=3)
 
 
 def twice(fake_anthropic: Any) -> FakeAnthropic:
@@ -39,9 +41,13 @@ async def approve_first_for_session(api: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def deny_any_other(api: httpx.AsyncClient, first_id: str) -> None:
+    """Deny any other request that waits for a human. A request is pending from the moment it is recorded, before the
+    server has looked for a grant that allows it; one still pending after ASKED_AGAIN is one the server asked again."""
     while True:
+        now = datetime.now(UTC)
         for row in (await api.get("/api/requests", params={"status": "pending"})).json()["requests"]:
-            if row["id"] != first_id:
+            waited = now - datetime.fromisoformat(row["created_at"])
+            if row["id"] != first_id and waited >= ASKED_AGAIN:
                 await api.post(f"/api/requests/{row['id']}/decision", json={"decision": "deny", "actor": "alice"})
         await asyncio.sleep(0.2)
 
