@@ -63,6 +63,24 @@ def free_port() -> int:
         return given
 
 
+async def send_recorded(server: ServerProcess, sid: str, within: float = 10) -> None:
+    """Wait until the server has recorded the message it sent as `sid`: a fake service holds a message as soon as
+    the real one would take it, the server only once that service's answer is back, and an answer to a message it has
+    not recorded yet is refused."""
+    from approval_server.store import Store
+
+    store = Store(server.database_url or f"sqlite:///{server.data_dir / 'approval.db'}")
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            if await store.outbound(sid) is not None:
+                return
+            await asyncio.sleep(0.02)
+    finally:
+        await store.aclose()
+    raise AssertionError(f"the server never recorded sending {sid}")
+
+
 STARTED: list[ServerProcess] = []  # the servers the running test started: their logs are shown if it fails
 
 

@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from approval_server.store import Store
 from tests.fake_telegram import SECRET_HEADER, FakeTelegram, Sent
-from tests.support import ServerProcess, wait_for_pending, wait_for_status
+from tests.support import ServerProcess, send_recorded, wait_for_pending, wait_for_status
 
 TOOL = "permissions__approve"
 PUBLIC_URL = "https://approvals.example.test"
@@ -71,24 +70,11 @@ async def request_message(
         for message in fake.messages(chat):
             if message.from_bot and message.history[0][0].startswith(f"🔔 Approval request {request_id}\n"):
                 if server is not None:
-                    await recorded(server, message, deadline - time.monotonic())
+                    sid = f"telegram:{message.chat_id}:{message.message_id}"
+                    await send_recorded(server, sid, deadline - time.monotonic())
                 return message
         await asyncio.sleep(0.02)
     raise AssertionError(f"no message about {request_id} in chat {chat}: {[m.text for m in fake.messages(chat)]}")
-
-
-async def recorded(server: ServerProcess, message: Sent, within: float) -> None:
-    sid = f"telegram:{message.chat_id}:{message.message_id}"
-    store = Store(server.database_url or f"sqlite:///{server.data_dir / 'approval.db'}")
-    try:
-        while within > 0:
-            if await store.outbound(sid) is not None:
-                return
-            await asyncio.sleep(0.02)
-            within -= 0.02
-    finally:
-        await store.aclose()
-    raise AssertionError(f"the server never recorded sending {sid}")
 
 
 async def closed(fake: FakeTelegram, message: Sent, within: float = 10) -> Sent:

@@ -28,11 +28,10 @@ from approval_server.channels.phone_text import (
 )
 from approval_server.models import ApprovalRequest, JSONObject
 from approval_server.render import FENCE
-from approval_server.store import Store
 from approval_server.web_auth import WebAuth
 from tests.dashboard_support import MCP, TOOL, answer, browser, csrf_of, link_for, local, still_pending
 from tests.fake_twilio import FakeTwilio, Message
-from tests.support import MCP_TOKEN, ServerProcess, wait_for_pending
+from tests.support import MCP_TOKEN, ServerProcess, send_recorded, wait_for_pending
 from tests.whatsapp_support import ALICE, BOB, PUBLIC_URL, make_template, text_of
 
 AGENT = "deployer"
@@ -74,20 +73,6 @@ async def told(fake: FakeTwilio, number: str, after: int, *needles: str, within:
                 return text_of(message)
         await asyncio.sleep(0.02)
     raise AssertionError(f"nothing to {number} says {needles}: {[text_of(m) for m in to(fake, number)]}")
-
-
-async def recorded(server: ServerProcess, message: Message, within: float = 10) -> None:
-    """Wait until the server has recorded sending `message`: the fake holds it as soon as Twilio would accept it,
-    the server only once Twilio's answer is back, and a bare reply is read against what the server recorded."""
-    store = Store(server.database_url or f"sqlite:///{server.data_dir / 'approval.db'}")
-    try:
-        for _ in range(int(within / 0.02)):
-            if await store.outbound(message.sid) is not None:
-                return
-            await asyncio.sleep(0.02)
-    finally:
-        await store.aclose()
-    raise AssertionError(f"the server never recorded sending {message.sid}")
 
 
 def where_lines(text: str) -> list[str]:
@@ -162,7 +147,7 @@ async def test_an_input_too_long_for_the_phone_is_approved_only_at_its_link(
         pending = await wait_for_pending(api, {"agent": AGENT, "cwd": PROD})
         request_id = pending["id"]
         [message] = await request_messages(fake, ALICE, request_id)  # no parts: it is not shown
-        await recorded(server, message)
+        await send_recorded(server, message.sid)
         shown = text_of(message)
         assert "THE-END" not in shown
         assert f"The input is {len(json.dumps(tool_input, ensure_ascii=False, indent=1)):,} characters long" in shown
